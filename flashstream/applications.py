@@ -1,0 +1,165 @@
+# -*- test-case-name: tests.test_applications -*-
+"""
+The built-in applications and the loading of application plugins.
+
+``live`` publishes and plays live streams through the hub; ``vod`` plays
+files under the media root.  Plugins provide more through
+:class:`~flashstream.interfaces.IStreamApplication`; they are discovered in
+:func:`load_plugins`, called from ``makeService``, never at import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+from twisted.logger import Logger
+from twisted.plugin import IPlugin, getPlugins
+from zope.interface import implementer
+
+from .config import ApplicationConfig
+from .hub import StreamBusy, StreamHub
+from .interfaces import IStreamApplication
+from .rtmp.messages import Message
+from .streams import NetStream
+
+
+@attrs.frozen
+class Rejected(Exception):
+    """An application refuses a connect, publish or play."""
+
+    code: str
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.description}"
+
+
+@implementer(IStreamApplication)
+class LiveApplication:
+    """Publish and play live streams by name."""
+
+    _log = Logger()
+
+    def __init__(self, config: ApplicationConfig, hub: StreamHub) -> None:
+        self.name = config.name
+        self.config = config
+        self.hub = hub
+
+    def connect(self, client: object) -> None:
+        """Everyone may connect."""
+
+    def publish(self, client: object, stream: NetStream, name: str, publish_type: str) -> None:
+        """Publish ``name`` through the hub; a name in use is a BadName."""
+        if not name:
+            raise Rejected("NetStream.Publish.BadName", "An empty stream name cannot be published.")
+        try:
+            publication = self.hub.publish(self.name, name, client)
+        except StreamBusy:
+            raise Rejected(
+                "NetStream.Publish.BadName", f"{name} is already being published."
+            ) from None
+
+        def feed(message: Message) -> None:
+            self.hub.feed(publication, message)
+
+        def set_metadata(message: Message) -> None:
+            self.hub.set_metadata(publication, message)
+
+        stream.media_sink = feed
+        stream.metadata_sink = set_metadata
+        stream.add_cleanup(lambda: self.hub.unpublish(publication))
+
+    def play(self, client: object, stream: NetStream, name: str, start: float) -> None:
+        """Subscribe to ``name``; wait for its publisher if so configured."""
+        if self.hub.get(self.name, name) is None and not self.config.wait_for_publisher:
+            raise Rejected("NetStream.Play.StreamNotFound", f"{name} is not being published.")
+        self.hub.subscribe(self.name, name, stream)
+        stream.add_cleanup(lambda: self.hub.unsubscribe(self.name, name, stream))
+
+    def disconnect(self, client: object) -> None:
+        """Nothing to release beyond the streams' cleanups."""
+
+
+#: File extensions that FMS-style ``mp4:`` names may use.
+MP4_EXTENSIONS = (".mp4", ".f4v", ".m4v", ".mov", ".m4a")
+
+
+def resolve_media_path(root: Path, name: str) -> Path | None:
+    """Map an FMS-style play name to a file under ``root``; None if outside it.
+
+    ``name`` or ``flv:name`` is ``name.flv``; ``mp4:file.ext`` is that file;
+    ``mp3:name`` is ``name.mp3``.  ``..``, absolute names and symlinks that
+    leave the root are refused.
+    """
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in ("flv", "mp4", "mp3"):
+        name = rest
+    else:
+        prefix = "flv"
+    if not name or name.startswith("/") or "\\" in name or "\0" in name:
+        return None
+    if prefix == "flv" and not name.lower().endswith(".flv"):
+        name += ".flv"
+    elif prefix == "mp3" and not name.lower().endswith(".mp3"):
+        name += ".mp3"
+    elif prefix == "mp4" and not name.lower().endswith(MP4_EXTENSIONS):
+        name += ".mp4"
+    root = root.resolve()
+    candidate = (root / name).resolve()
+    if candidate != root and root not in candidate.parents:
+        return None
+    return candidate
+
+
+@implementer(IStreamApplication)
+class VodApplication:
+    """Play files under the media root (playback itself: see the VOD issue)."""
+
+    def __init__(self, config: ApplicationConfig, media_root: Path) -> None:
+        self.name = config.name
+        self.config = config
+        self.media_root = media_root
+
+    def connect(self, client: object) -> None:
+        """Everyone may connect."""
+
+    def publish(self, client: object, stream: NetStream, name: str, publish_type: str) -> None:
+        """Files are not published into ``vod``."""
+        raise Rejected("NetStream.Publish.Denied", f"{self.name} is a play-only application.")
+
+    def play(self, client: object, stream: NetStream, name: str, start: float) -> None:
+        """A missing file is StreamNotFound; file playback is not built yet."""
+        path = resolve_media_path(self.media_root, name)
+        if path is None or not path.is_file():
+            raise Rejected("NetStream.Play.StreamNotFound", f"{name} was not found.")
+        raise Rejected(
+            "NetStream.Play.Failed", f"On-demand playback of {name} is not available yet."
+        )
+
+    def disconnect(self, client: object) -> None:
+        """Nothing to release."""
+
+
+def builtin_application(
+    config: ApplicationConfig, hub: StreamHub, media_root: Path
+) -> IStreamApplication:
+    """Make the built-in application of ``config.kind``."""
+    if config.kind == "vod":
+        return VodApplication(config, media_root)
+    return LiveApplication(config, hub)
+
+
+class IApplicationPlugin(IPlugin):  # type: ignore[misc]
+    """A plugin (in someone's ``twisted/plugins/``) that provides applications."""
+
+    def make_applications(hub: StreamHub, media_root: Path) -> list[IStreamApplication]:
+        """Return the applications this plugin serves."""
+
+
+def load_plugins(hub: StreamHub, media_root: Path) -> list[IStreamApplication]:
+    """Discover application plugins (call from makeService only)."""
+    found: list[IStreamApplication] = []
+    for plugin in getPlugins(IApplicationPlugin):
+        found.extend(plugin.make_applications(hub, media_root))
+    return found

@@ -1,0 +1,210 @@
+# -*- test-case-name: tests.test_hub -*-
+"""
+The stream hub: one per server, shared by every listener and transport.
+
+A ``Publication`` is one live stream (application + name).  It keeps what a
+player joining late needs to start at once -- the metadata, the AVC/AAC
+sequence headers and the current keyframe group (bounded) -- and fans each
+message out to its subscribers.  A player may subscribe before the publisher
+arrives; it is told when the stream starts and when it ends.
+
+The hub does no I/O.  A subscriber that raises is logged and dropped so one
+bad callee cannot corrupt the others.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.logger import Logger
+
+from .interfaces import ISubscriber
+from .rtmp import media
+from .rtmp.messages import Message, MessageType
+
+
+class StreamBusy(Exception):
+    """The stream name is already being published."""
+
+
+@attrs.frozen
+class HubLimits:
+    """Bounds on what the hub caches per stream."""
+
+    #: Most messages kept in the keyframe-group cache.
+    gop_max_messages: int = 4096
+    #: Most payload bytes kept in the keyframe-group cache.
+    gop_max_bytes: int = 32 * 1024 * 1024
+
+
+@attrs.define(eq=False)
+class Publication:
+    """One live stream being published, with its late-joiner cache."""
+
+    app: str
+    name: str
+    publisher: object
+    limits: HubLimits
+    metadata: Message | None = None
+    video_header: Message | None = None
+    audio_header: Message | None = None
+    gop: list[Message] = attrs.Factory(list)
+    gop_bytes: int = 0
+    subscribers: list[ISubscriber] = attrs.Factory(list)
+    messages_in: int = 0
+    bytes_in: int = 0
+
+    def startup_messages(self) -> list[Message]:
+        """What a joining player gets first: metadata, headers, keyframe group.
+
+        Metadata and headers are stamped with the group's first timestamp so
+        the player sees monotonic time.
+        """
+        if self.gop:
+            stamp = self.gop[0].timestamp
+        else:
+            stamp = max((m.timestamp for m in (self.video_header, self.audio_header) if m), default=0)
+        out = [
+            attrs.evolve(m, timestamp=stamp)
+            for m in (self.metadata, self.audio_header, self.video_header)
+            if m is not None
+        ]
+        out.extend(self.gop)
+        return out
+
+    def _remember(self, message: Message) -> None:
+        type_id = message.type_id
+        payload = message.payload
+        if type_id not in (MessageType.AUDIO, MessageType.VIDEO):
+            return  # data messages (cue points, text) are live-only
+        if media.is_sequence_header(type_id, payload):
+            if type_id == MessageType.VIDEO:
+                self.video_header = message
+                self._clear_gop()
+            else:
+                self.audio_header = message
+            return
+        if type_id == MessageType.VIDEO and media.is_keyframe(payload):
+            self._clear_gop()
+        elif not self.gop:
+            return  # no keyframe yet (or audio only): start players at the live edge
+        if (
+            len(self.gop) >= self.limits.gop_max_messages
+            or self.gop_bytes + len(payload) > self.limits.gop_max_bytes
+        ):
+            self._clear_gop()
+            return
+        self.gop.append(message)
+        self.gop_bytes += len(payload)
+
+    def _clear_gop(self) -> None:
+        self.gop = []
+        self.gop_bytes = 0
+
+
+class StreamHub:
+    """Publish, subscribe and fan out live streams by (app, name)."""
+
+    _log = Logger()
+
+    def __init__(self, limits: HubLimits = HubLimits()) -> None:
+        self.limits = limits
+        self._publications: dict[tuple[str, str], Publication] = {}
+        self._waiting: dict[tuple[str, str], list[ISubscriber]] = {}
+
+    def publications(self) -> list[Publication]:
+        """Every stream being published now."""
+        return list(self._publications.values())
+
+    def get(self, app: str, name: str) -> Publication | None:
+        """The publication of ``app/name``, if any."""
+        return self._publications.get((app, name))
+
+    def publish(self, app: str, name: str, publisher: object) -> Publication:
+        """Start a publication; raise ``StreamBusy`` if the name is taken."""
+        key = (app, name)
+        if key in self._publications:
+            raise StreamBusy(f"{app}/{name} is already being published")
+        publication = Publication(app, name, publisher, self.limits)
+        self._publications[key] = publication
+        self._log.info("Publishing {app}/{name}", app=app, name=name)
+        waiting = self._waiting.pop(key, [])
+        for subscriber in waiting:
+            publication.subscribers.append(subscriber)
+            self._deliver(publication, subscriber, "stream_started", True)
+        return publication
+
+    def unpublish(self, publication: Publication) -> None:
+        """End a publication; its subscribers wait for the next publisher."""
+        key = (publication.app, publication.name)
+        if self._publications.get(key) is not publication:
+            return
+        del self._publications[key]
+        self._log.info(
+            "Unpublished {app}/{name} after {count} messages",
+            app=publication.app,
+            name=publication.name,
+            count=publication.messages_in,
+        )
+        subscribers, publication.subscribers = publication.subscribers, []
+        for subscriber in subscribers:
+            if self._deliver(publication, subscriber, "stream_ended"):
+                self._waiting.setdefault(key, []).append(subscriber)
+
+    def subscribe(self, app: str, name: str, subscriber: ISubscriber) -> bool:
+        """Subscribe to ``app/name``; return True if it is live now.
+
+        A live stream's subscriber receives ``stream_started(False)`` and the
+        startup messages at once; otherwise it waits for the publisher.
+        """
+        publication = self._publications.get((app, name))
+        if publication is None:
+            self._waiting.setdefault((app, name), []).append(subscriber)
+            return False
+        publication.subscribers.append(subscriber)
+        if self._deliver(publication, subscriber, "stream_started", False):
+            for message in publication.startup_messages():
+                if not self._deliver(publication, subscriber, "media", message):
+                    break
+        return True
+
+    def unsubscribe(self, app: str, name: str, subscriber: ISubscriber) -> None:
+        """Stop delivering ``app/name`` to ``subscriber`` (waiting or live)."""
+        publication = self._publications.get((app, name))
+        if publication is not None and subscriber in publication.subscribers:
+            publication.subscribers.remove(subscriber)
+        waiting = self._waiting.get((app, name))
+        if waiting and subscriber in waiting:
+            waiting.remove(subscriber)
+            if not waiting:
+                del self._waiting[(app, name)]
+
+    def set_metadata(self, publication: Publication, message: Message) -> None:
+        """Replace the stream's ``onMetaData`` (kept for late joiners) and fan it out."""
+        publication.metadata = message
+        self.feed(publication, message)
+
+    def feed(self, publication: Publication, message: Message) -> None:
+        """Take one message from the publisher and fan it out."""
+        publication.messages_in += 1
+        publication.bytes_in += len(message.payload)
+        publication._remember(message)
+        for subscriber in list(publication.subscribers):
+            self._deliver(publication, subscriber, "media", message)
+
+    def _deliver(
+        self, publication: Publication, subscriber: ISubscriber, method: str, *args: object
+    ) -> bool:
+        try:
+            getattr(subscriber, method)(*args)
+        except Exception:
+            self._log.failure(
+                "Subscriber {subscriber!r} of {app}/{name} failed in {method}; dropping it",
+                subscriber=subscriber,
+                app=publication.app,
+                name=publication.name,
+                method=method,
+            )
+            if subscriber in publication.subscribers:
+                publication.subscribers.remove(subscriber)
+            return False
+        return True

@@ -1,0 +1,53 @@
+# -*- test-case-name: tests.test_hub -*-
+"""
+Interfaces at flashstream's extension points, and nowhere else.
+
+``ISubscriber`` is what the hub delivers a live stream to (an RTMP player
+today; HTTP-FLV and recorders later).  ``IStreamApplication`` is what a
+plugin implements to decide who may connect, publish and play, and what a
+``play`` means inside an application.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from .rtmp.messages import Message
+
+
+class ISubscriber(Interface):
+    """Receives one live stream from the hub."""
+
+    def stream_started(publish_notify: bool) -> None:
+        """The stream's publisher is (now) present.
+
+        ``publish_notify`` is True when the subscriber was waiting for a
+        publisher that has just arrived.
+        """
+
+    def media(message: Message) -> None:
+        """An audio (8), video (9) or data (18) message, publisher timestamps."""
+
+    def stream_ended() -> None:
+        """The publisher went away; the subscriber stays subscribed."""
+
+
+class IStreamApplication(Interface):
+    """An RTMP application (``live``, ``vod``, or a plugin's)."""
+
+    name = Attribute("The application name as it appears in the tcUrl.")
+
+    def connect(client: object) -> None:
+        """Accept a client by returning, refuse it by raising ``Rejected``."""
+
+    def publish(client: object, stream: object, name: str, publish_type: str) -> None:
+        """Start publishing ``name`` from ``stream``; raise ``Rejected`` to refuse."""
+
+    def play(client: object, stream: object, name: str, start: float) -> None:
+        """Start playing ``name`` on ``stream``; raise ``Rejected`` to refuse."""
+
+    def disconnect(client: object) -> None:
+        """The client went away (always called once per accepted client)."""

@@ -1,0 +1,42 @@
+"""
+Named limits on everything a peer controls.
+
+Every field is a bound the core enforces by raising
+:class:`~flashstream.rtmp.errors.LimitExceeded`; each one has a test.  The
+configuration file's ``[limits]`` table fills these in.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Limits:
+    """Bounds applied to one RTMP connection."""
+
+    #: Largest RTMP message (payload bytes) accepted.  The wire allows 2**24-1;
+    #: 4K keyframes need several MB, so the default allows the full range.
+    max_message_size: int = 16 * 1024 * 1024 - 1
+    #: Largest chunk size a peer may announce; larger values are clamped to
+    #: this (peers announce 0x7FFFFFFF meaning "one chunk per message").
+    max_chunk_size: int = 0xFFFFFF
+    #: How many distinct chunk stream ids may be live at once.
+    max_chunk_streams: int = 64
+    #: Total bytes held in partially received messages across all chunk streams.
+    max_pending_bytes: int = 32 * 1024 * 1024
+    #: Deepest nesting of AMF objects/arrays.
+    max_amf_depth: int = 32
+    #: Most entries in one AMF object, array or reference table.
+    max_amf_items: int = 65536
+    #: Most NetStreams (createStream) per connection.
+    max_streams: int = 32
+    #: Seconds allowed to complete the handshake (enforced by the adapter).
+    handshake_timeout: float = 10.0
+    #: Seconds of silence before we send a ping (enforced by the adapter).
+    ping_interval: float = 30.0
+    #: Seconds of silence after which a peer is considered dead.
+    idle_timeout: float = 60.0
+    #: Largest outbound backlog (bytes) a player may accumulate before frames
+    #: are dropped for it.
+    max_send_backlog: int = 8 * 1024 * 1024

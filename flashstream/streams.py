@@ -1,0 +1,156 @@
+# -*- test-case-name: tests.test_protocol -*-
+"""
+NetStreams of one connection, as the hub and the applications see them.
+
+A :class:`NetStream` is one ``createStream`` id.  While publishing it hands
+the publisher's messages to a sink an application installed; while playing it
+is an :class:`~flashstream.interfaces.ISubscriber` that turns hub messages into
+outgoing RTMP messages, applying the player's receiveAudio/receiveVideo
+choices and starting video on a keyframe.  Applications register cleanups
+that run when the stream is closed or the connection is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from .interfaces import ISubscriber
+from .rtmp import media
+from .rtmp import messages as msg
+from .rtmp.connection import ServerConnection
+from .rtmp.messages import Message, MessageType
+
+
+@implementer(ISubscriber)
+class NetStream:
+    """One message stream of an RTMP connection."""
+
+    _log = Logger()
+
+    def __init__(
+        self, connection: ServerConnection, stream_id: int, flush: Callable[[], None]
+    ) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+        self._flush = flush
+        self.name = ""
+        #: Where a publisher's audio/video/data messages go (set by the application).
+        self.media_sink: Callable[[Message], None] | None = None
+        #: Where a publisher's ``onMetaData`` goes (set by the application).
+        self.metadata_sink: Callable[[Message], None] | None = None
+        self._cleanups: list[Callable[[], None]] = []
+        self.receive_audio = True
+        self.receive_video = True
+        self.paused = False
+        self._need_keyframe = True
+        #: Whether the connection's transport is asking us to stop writing.
+        self.congested: Callable[[], bool] = lambda: False
+        self.messages_out = 0
+        self.frames_dropped = 0
+        #: Sends the play replies (Play.Reset, Play.Start...) before anything
+        #: else reaches the player; set by the adapter while ``play`` runs.
+        self.pending_start: Callable[[], None] | None = None
+
+    def ensure_started(self) -> None:
+        """Send the pending play replies, once, before any media."""
+        start, self.pending_start = self.pending_start, None
+        if start is not None:
+            start()
+            self._flush()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def add_cleanup(self, cleanup: Callable[[], None]) -> None:
+        """Run ``cleanup`` when the stream closes (LIFO order)."""
+        self._cleanups.append(cleanup)
+
+    def close(self) -> None:
+        """Run the cleanups and forget the sinks."""
+        cleanups, self._cleanups = self._cleanups, []
+        self.media_sink = None
+        self.metadata_sink = None
+        for cleanup in reversed(cleanups):
+            try:
+                cleanup()
+            except Exception:
+                self._log.failure("Cleanup of stream {name} failed", name=self.name)
+
+    # -- ISubscriber (playing) ----------------------------------------------
+
+    def stream_started(self, publish_notify: bool) -> None:
+        """The publisher is present; tell a waiting player."""
+        self.ensure_started()
+        self._need_keyframe = True
+        if publish_notify:
+            self.connection.send_control(msg.StreamBegin(self.stream_id))
+            self.connection.send_status(
+                self.stream_id,
+                "status",
+                "NetStream.Play.PublishNotify",
+                f"{self.name} is now published.",
+                details=self.name,
+            )
+            self._flush()
+
+    def media(self, message: Message) -> None:
+        """Send one hub message to the player, unless its choices skip it."""
+        self.ensure_started()
+        type_id = message.type_id
+        payload = message.payload
+        if type_id == MessageType.VIDEO:
+            if not self.receive_video:
+                return
+            if not media.is_video_sequence_header(payload):
+                if media.is_keyframe(payload):
+                    if self.congested():
+                        self._drop()
+                        return
+                    self._need_keyframe = False
+                elif self._need_keyframe or self.congested():
+                    self._drop()
+                    return
+        elif type_id == MessageType.AUDIO and not self.receive_audio:
+            return
+        if self.paused:
+            return
+        self.connection.send_media(self.stream_id, type_id, message.timestamp, payload)
+        self.messages_out += 1
+        self._flush()
+
+    def _drop(self) -> None:
+        self._need_keyframe = True
+        self.frames_dropped += 1
+
+    def stream_ended(self) -> None:
+        """The publisher left: StreamEOF and Play.UnpublishNotify."""
+        self.ensure_started()
+        self.connection.send_control(msg.StreamEOF(self.stream_id))
+        self.connection.send_status(
+            self.stream_id,
+            "status",
+            "NetStream.Play.UnpublishNotify",
+            f"{self.name} is now unpublished.",
+            details=self.name,
+        )
+        self._flush()
+
+    def pause(self) -> None:
+        """Stop sending media (live pause)."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Send media again from the live edge, video from the next keyframe."""
+        self.paused = False
+        self._need_keyframe = True
+
+    def set_receive(self, kind: str, enabled: bool) -> None:
+        """Apply receiveAudio/receiveVideo; video restarts on a keyframe."""
+        if kind == "audio":
+            self.receive_audio = enabled
+        else:
+            if enabled and not self.receive_video:
+                self._need_keyframe = True
+            self.receive_video = enabled

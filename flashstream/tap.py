@@ -1,0 +1,201 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+twistd wiring: ``twistd -n flashstream [options]``.
+
+``Options`` parses the command line of PRODUCT.md; ``makeService`` builds one
+hub, the applications (built-in and plugins) and one listening service per
+endpoint, all sharing that hub.  Importing this module has no side effects
+and never touches the global reactor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+import attrs
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from .applications import builtin_application, load_plugins
+from .config import Config, ConfigError, load_config
+from .hub import StreamHub
+from .interfaces import IStreamApplication
+from .protocol import RTMPServerFactory
+
+
+class Options(usage.Options):
+    """Command line of ``twistd flashstream``."""
+
+    synopsis = "[--config PATH] [--rtmp ENDPOINT]... [--media-root DIR]"
+    longdesc = (
+        "Serve live and on-demand RTMP.  ENDPOINT is a Twisted endpoint string "
+        "(tcp:1935, ssl:443:privateKey=key.pem:certKey=cert.pem); 'none' turns a "
+        "listener off; each listener option may be given more than once."
+    )
+    optParameters = [
+        ["config", None, None, "TOML configuration file."],
+        ["media-root", None, None, "Files served by the vod application [default: ./media]."],
+        ["record-dir", None, None, "Where recordings go [default: <media-root>/recordings]."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["rtmp"] = []
+        self["rtmps"] = []
+        self["http"] = []
+
+    def opt_rtmp(self, endpoint: str) -> None:
+        """RTMP and RTMPE listener [default: tcp:1935]."""
+        self["rtmp"].append(endpoint)
+
+    def opt_rtmps(self, endpoint: str) -> None:
+        """TLS listener for RTMPS/RTMPTS [default: ssl:443] (not served yet)."""
+        self["rtmps"].append(endpoint)
+
+    def opt_http(self, endpoint: str) -> None:
+        """HTTP listener for RTMPT, downloads and the API [default: tcp:80] (not served yet)."""
+        self["http"].append(endpoint)
+
+    def postOptions(self) -> None:
+        """Load the config file and apply the options on top of it."""
+        try:
+            config = load_config(Path(self["config"])) if self["config"] else Config()
+        except ConfigError as error:
+            raise usage.UsageError(str(error)) from None
+        changes: dict[str, Any] = {}
+        for key in ("rtmp", "rtmps", "http"):
+            if self[key]:
+                changes[key] = tuple(e for e in self[key] if e != "none")
+        if self["media-root"]:
+            changes["media_root"] = Path(self["media-root"])
+        if self["record-dir"]:
+            changes["record_dir"] = Path(self["record-dir"])
+        self["flashstream-config"] = attrs.evolve(config, **changes)
+
+
+class ListenerService(Service):
+    """Listen on one endpoint string; failing to bind ends start-up clearly.
+
+    The bind happens in ``privilegedStartService`` (before twistd drops
+    privileges, so ports below 1024 work) and a failure raises ``SystemExit``
+    with one line naming the endpoint and the option that sets it.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self, reactor: Any, description: str, factory: Factory, option: str, kind: str
+    ) -> None:
+        self.reactor = reactor
+        self.description = description
+        self.factory = factory
+        self.option = option
+        self.kind = kind
+        self.port: IListeningPort | None = None
+
+    def privilegedStartService(self) -> None:
+        """Bind now, so errors surface before the reactor runs."""
+        super().privilegedStartService()
+        result: list[object] = []
+        try:
+            endpoint = serverFromString(self.reactor, self.description)
+        except (ValueError, KeyError, TypeError) as error:
+            raise SystemExit(
+                f"flashstream: bad endpoint {self.description!r} for {self.option}: {error}"
+            ) from None
+        deferred: Deferred[IListeningPort] = endpoint.listen(self.factory)
+        deferred.addBoth(result.append)
+        if not result:
+            raise SystemExit(f"flashstream: {self.option} {self.description} did not bind at once")
+        outcome = result[0]
+        if isinstance(outcome, Failure):
+            raise SystemExit(
+                f"flashstream: cannot listen on {self.description} ({outcome.getErrorMessage()}); "
+                f"choose another with {self.option} ENDPOINT"
+            )
+        self.port = cast(IListeningPort, outcome)
+        address = self.port.getHost()
+        self._log.info(
+            "flashstream {kind} listening on {host}:{port}",
+            kind=self.kind,
+            host=getattr(address, "host", "?"),
+            port=getattr(address, "port", "?"),
+        )
+
+    def startService(self) -> None:
+        """Bind here too when twistd skipped the privileged step (tests)."""
+        if self.port is None:
+            self.privilegedStartService()
+        super().startService()
+
+    def stopService(self) -> Deferred[None] | None:
+        """Stop listening."""
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return cast("Deferred[None] | None", port.stopListening())
+        return None
+
+
+class NotYetService(Service):
+    """Says at start-up that a configured listener is not served yet."""
+
+    _log = Logger()
+
+    def __init__(self, option: str, endpoints: tuple[str, ...]) -> None:
+        self.option = option
+        self.endpoints = endpoints
+
+    def startService(self) -> None:
+        """Log the warning once."""
+        super().startService()
+        self._log.warn(
+            "{option} {endpoints} is not served yet by this version of flashstream",
+            option=self.option,
+            endpoints=", ".join(self.endpoints),
+        )
+
+
+class FlashstreamService(MultiService):
+    """The whole server: its hub, its RTMP factory and its listeners."""
+
+    def __init__(self, hub: StreamHub, rtmp_factory: RTMPServerFactory) -> None:
+        super().__init__()
+        self.hub = hub
+        self.rtmp_factory = rtmp_factory
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """Build the hub, the applications and one service per listener."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    config: Config = options["flashstream-config"]
+    hub = StreamHub()
+    applications: dict[str, IStreamApplication] = {
+        app.name: builtin_application(app, hub, config.media_root) for app in config.applications
+    }
+    for plugin_app in load_plugins(hub, config.media_root):
+        applications[plugin_app.name] = plugin_app
+    factory = RTMPServerFactory(
+        hub,
+        applications,
+        cast(IReactorTime, reactor),
+        limits=config.limits,
+        chunk_size=config.chunk_size,
+    )
+    parent = FlashstreamService(hub, factory)
+    for description in config.rtmp:
+        ListenerService(reactor, description, factory, "--rtmp", "rtmp").setServiceParent(parent)
+    for option, endpoints in (("--rtmps", config.rtmps), ("--http", config.http)):
+        if endpoints:
+            NotYetService(option, endpoints).setServiceParent(parent)
+    return parent

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Debian packages ffmpeg and rtmpdump, the
+# Python test extras in ./.venv) and run the whole suite: unit tests, lint,
+# type checks and interop tests with real clients.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for tool in ffmpeg ffprobe rtmpdump; do
+    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg rtmpdump >/dev/null
+fi
+
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[dev]'
+
+.venv/bin/ruff check flashstream tests twisted
+.venv/bin/mypy
+.venv/bin/pytest -n 2 -p no:cacheprovider "$@"

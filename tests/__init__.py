@@ -1,0 +1,1 @@
+"""flashstream test suite."""

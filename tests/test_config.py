@@ -1,0 +1,107 @@
+"""The TOML configuration file: valid files become frozen values, bad ones clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flashstream.config import ApplicationConfig, Config, ConfigError, load_config, parse_config
+from flashstream.rtmp.limits import Limits
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    """Write a config file and return its path."""
+    path = tmp_path / "flashstream.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_match_product_md() -> None:
+    """With no file: RTMP on 1935, RTMPS on 443, HTTP on 80, live and vod, ./media."""
+    config = Config()
+    assert config.rtmp == ("tcp:1935",)
+    assert config.rtmps == ("ssl:443",)
+    assert config.http == ("tcp:80",)
+    assert config.media_root == Path("media")
+    assert config.recordings == Path("media/recordings")
+    assert [(a.name, a.kind) for a in config.applications] == [("live", "live"), ("vod", "vod")]
+
+
+def test_full_file(tmp_path: Path) -> None:
+    """Every section is read; paths are relative to the file; 'none' drops a listener."""
+    path = write(
+        tmp_path,
+        """
+[listeners]
+rtmp = ["tcp:1935", "tcp:1936:interface=127.0.0.1"]
+rtmps = "none"
+http = "tcp:8080"
+
+[media]
+root = "files"
+record_dir = "rec"
+
+[rtmp]
+chunk_size = 8192
+
+[limits]
+max_message_size = 1048576
+handshake_timeout = 5.5
+
+[applications.studio]
+kind = "live"
+wait_for_publisher = false
+
+[applications.films]
+kind = "vod"
+""",
+    )
+    config = load_config(path)
+    assert config.rtmp == ("tcp:1935", "tcp:1936:interface=127.0.0.1")
+    assert config.rtmps == ()
+    assert config.http == ("tcp:8080",)
+    assert config.media_root == tmp_path / "files"
+    assert config.recordings == tmp_path / "rec"
+    assert config.chunk_size == 8192
+    assert config.limits == Limits(max_message_size=1048576, handshake_timeout=5.5)
+    assert ApplicationConfig("studio", "live", False) in config.applications
+    assert ApplicationConfig("films", "vod") in config.applications
+    assert {a.name for a in config.applications} >= {"live", "vod"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nonsense = 1", "unknown top-level keys"),
+        ("[listeners]\nrtmp = 5", "listeners.rtmp must be"),
+        ("[listeners]\nftp = 'tcp:21'", "listeners: unknown keys"),
+        ("[limits]\nmax_chunk_sizes = 5", "limits.max_chunk_sizes is not a known limit"),
+        ("[limits]\nmax_message_size = -1", "limits.max_message_size must be a positive"),
+        ("[limits]\nmax_message_size = 1.5", "limits.max_message_size must be a positive"),
+        ("[limits]\nidle_timeout = true", "limits.idle_timeout must be a positive"),
+        ("[applications.x]\nkind = 'radio'", "applications.x.kind must be one of"),
+        ("[applications.x]\ncolour = 'red'", "applications.x: unknown keys"),
+        ("[applications]\nx = 3", "applications.x must be a table"),
+        ("[applications.x]\nwait_for_publisher = 'yes'", "wait_for_publisher must be true"),
+        ("[rtmp]\nchunk_size = 64", "rtmp.chunk_size must be"),
+        ("[media]\nroot = 3", "media.root must be a path"),
+        ("listeners = 3", "listeners must be a table"),
+        ("[[broken", "is not valid TOML"),
+    ],
+)
+def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    """Each kind of mistake raises ConfigError with a message naming the key."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    """A missing file is a ConfigError naming it."""
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_parse_config_is_pure() -> None:
+    """parse_config works on a dict (what tomllib gives) with no file at all."""
+    assert parse_config({}) == Config(media_root=Path("media"))
