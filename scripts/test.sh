@@ -22,4 +22,5 @@ python3 -m venv .venv
 
 .venv/bin/ruff check flashstream tests twisted
 .venv/bin/mypy
+.venv/bin/sphinx-build -E -W -q -b html docs docs/_build/html
 .venv/bin/pytest -n 2 -p no:cacheprovider "$@"
