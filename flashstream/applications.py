@@ -150,7 +150,7 @@ def builtin_application(
     return LiveApplication(config, hub)
 
 
-class IApplicationPlugin(IPlugin):  # type: ignore[misc]
+class IApplicationPlugin(IPlugin):
     """A plugin (in someone's ``twisted/plugins/``) that provides applications."""
 
     def make_applications(hub: StreamHub, media_root: Path) -> list[IStreamApplication]:

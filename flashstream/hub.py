@@ -62,7 +62,9 @@ class Publication:
         if self.gop:
             stamp = self.gop[0].timestamp
         else:
-            stamp = max((m.timestamp for m in (self.video_header, self.audio_header) if m), default=0)
+            stamp = max(
+                (m.timestamp for m in (self.video_header, self.audio_header) if m), default=0
+            )
         out = [
             attrs.evolve(m, timestamp=stamp)
             for m in (self.metadata, self.audio_header, self.video_header)

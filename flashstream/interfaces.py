@@ -16,6 +16,7 @@ from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from .rtmp.messages import Message
+    from .streams import NetStream
 
 
 class ISubscriber(Interface):
@@ -43,10 +44,10 @@ class IStreamApplication(Interface):
     def connect(client: object) -> None:
         """Accept a client by returning, refuse it by raising ``Rejected``."""
 
-    def publish(client: object, stream: object, name: str, publish_type: str) -> None:
+    def publish(client: object, stream: NetStream, name: str, publish_type: str) -> None:
         """Start publishing ``name`` from ``stream``; raise ``Rejected`` to refuse."""
 
-    def play(client: object, stream: object, name: str, start: float) -> None:
+    def play(client: object, stream: NetStream, name: str, start: float) -> None:
         """Start playing ``name`` on ``stream``; raise ``Rejected`` to refuse."""
 
     def disconnect(client: object) -> None:

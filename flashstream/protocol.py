@@ -14,9 +14,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IDelayedCall,
+    IPushProducer,
+    IReactorTime,
+    ITCPTransport,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -30,6 +38,9 @@ from .rtmp.connection import ServerConnection
 from .rtmp.errors import RemoteProtocolError
 from .rtmp.limits import Limits
 from .streams import NetStream
+
+CONNECTION_DONE = Failure(ConnectionDone())
+
 
 class RTMPServerFactory(Factory):
     """Shared state of every RTMP connection on a listener."""
@@ -56,7 +67,7 @@ class RTMPServerFactory(Factory):
         self.transport_name = transport_name
         self.connections: set[RTMPServerProtocol] = set()
 
-    def buildProtocol(self, addr: Any) -> RTMPServerProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         """Make the protocol of one connection."""
         protocol = RTMPServerProtocol()
         protocol.factory = self
@@ -88,7 +99,7 @@ class RTMPServerProtocol(Protocol):
         """Start the handshake timer and register for backpressure."""
         factory = self.factory
         factory.connections.add(self)
-        address = self.transport.getPeer()
+        address = self._transport().getPeer()
         self.peer = f"{getattr(address, 'host', '?')}:{getattr(address, 'port', '?')}"
         now = factory.reactor.seconds()
         self._last_input = now
@@ -98,7 +109,7 @@ class RTMPServerProtocol(Protocol):
             time_ms=int(now * 1000) % 2**32,
             chunk_size=factory.chunk_size,
         )
-        self.transport.registerProducer(self, True)
+        cast(IConsumer, self.transport).registerProducer(self, True)
         self._timer = factory.reactor.callLater(factory.limits.handshake_timeout, self._tick)
 
     def dataReceived(self, data: bytes) -> None:
@@ -115,7 +126,7 @@ class RTMPServerProtocol(Protocol):
             return
         self._flush()
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def connectionLost(self, reason: Failure = CONNECTION_DONE) -> None:
         """Release every stream and tell the application."""
         self.factory.connections.discard(self)
         if self._timer is not None and self._timer.active():
@@ -154,21 +165,25 @@ class RTMPServerProtocol(Protocol):
 
     # -- helpers ---------------------------------------------------------------
 
+    def _transport(self) -> ITCPTransport:
+        assert self.transport is not None
+        return cast(ITCPTransport, self.transport)
+
     def _flush(self) -> None:
         if self.connection is None:
             return
         out = self.connection.data_to_send()
         if out:
-            self.transport.write(out)
+            self._transport().write(out)
 
-    def _drop(self, why: str, **fields: object) -> None:
-        """Log why, send what is queued, and close the connection."""
+    def _drop(self, reason_format: str, **fields: object) -> None:
+        """Log why (a format string with ``fields``), send what is queued, close."""
         if self._dropped:
             return
         self._dropped = True
-        self._log.warn("Dropping {peer}: " + why, peer=self.peer, **fields)
+        self._log.warn("Dropping {peer}: " + reason_format, peer=self.peer, **fields)
         self._flush()
-        self.transport.loseConnection()
+        self._transport().loseConnection()
 
     def _tick(self) -> None:
         """Handshake timeout, keep-alive pings and the dead-peer timeout."""
@@ -179,7 +194,9 @@ class RTMPServerProtocol(Protocol):
         limits = self.factory.limits
         reactor = self.factory.reactor
         if connection.state.value == "handshake":
-            self._drop("handshake not completed within {timeout}s", timeout=limits.handshake_timeout)
+            self._drop(
+                "handshake not completed within {timeout}s", timeout=limits.handshake_timeout
+            )
             return
         silent = reactor.seconds() - self._last_input
         if silent >= limits.idle_timeout:
@@ -223,7 +240,9 @@ class RTMPServerProtocol(Protocol):
         try:
             app.connect(self)
         except Rejected as rejected:
-            self.connection.reject_connect(event.transaction_id, rejected.description, rejected.code)
+            self.connection.reject_connect(
+                event.transaction_id, rejected.description, rejected.code
+            )
             self._drop("connect refused by {app}: {why}", app=event.app, why=rejected.description)
             return
         self.app = app
@@ -253,7 +272,10 @@ class RTMPServerProtocol(Protocol):
         except Rejected as rejected:
             self._log.info(
                 "{peer} may not publish {app}/{name}: {why}",
-                peer=self.peer, app=self.app_name, name=event.name, why=rejected.description,
+                peer=self.peer,
+                app=self.app_name,
+                name=event.name,
+                why=rejected.description,
             )
             self.connection.send_status(
                 event.stream_id, "error", rejected.code, rejected.description, details=event.name
@@ -263,7 +285,10 @@ class RTMPServerProtocol(Protocol):
         self.connection.accept_publish(event.stream_id, event.name)
         self._log.info(
             "{peer} publishes {app}/{name} ({kind})",
-            peer=self.peer, app=self.app_name, name=event.name, kind=event.publish_type,
+            peer=self.peer,
+            app=self.app_name,
+            name=event.name,
+            kind=event.publish_type,
         )
 
     def _end_publish(self, stream: NetStream) -> None:
@@ -287,7 +312,10 @@ class RTMPServerProtocol(Protocol):
             stream.pending_start = None
             self._log.info(
                 "{peer} cannot play {app}/{name}: {why}",
-                peer=self.peer, app=self.app_name, name=event.name, why=rejected.description,
+                peer=self.peer,
+                app=self.app_name,
+                name=event.name,
+                why=rejected.description,
             )
             self.connection.send_status(
                 event.stream_id, "error", rejected.code, rejected.description, details=event.name

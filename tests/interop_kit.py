@@ -154,7 +154,9 @@ def running_server(
         server.stop()
 
 
-def ffmpeg_publish_args(url: str, seconds: float, size: str = "320x240", rate: int = 25) -> list[str]:
+def ffmpeg_publish_args(
+    url: str, seconds: float, size: str = "320x240", rate: int = 25
+) -> list[str]:
     """An ffmpeg command publishing H.264 + AAC testsrc at real time to ``url``."""
     return [
         require_tool("ffmpeg"),

@@ -45,8 +45,19 @@ def wait_published(server: FlashstreamServer, name: str, mark: int) -> None:
 def decode_frames(url: str, seconds: float, extra: tuple[str, ...] = ()) -> tuple[int, int, str]:
     """Play ``url`` with ffmpeg for ``seconds``; return (video, audio) frame counts and stderr."""
     args = [
-        require_tool("ffmpeg"), "-hide_banner", "-v", "error", "-xerror", *extra,
-        "-i", url, "-t", str(seconds), "-f", "framecrc", "-",
+        require_tool("ffmpeg"),
+        "-hide_banner",
+        "-v",
+        "error",
+        "-xerror",
+        *extra,
+        "-i",
+        url,
+        "-t",
+        str(seconds),
+        "-f",
+        "framecrc",
+        "-",
     ]
     code, out, err = finish(start(args), timeout=seconds + 25)
     assert code == 0, f"ffmpeg player failed ({code}):\n{err}"
@@ -68,15 +79,26 @@ def test_ffmpeg_and_rtmpdump_play_one_live_stream_together(
     publisher = start(ffmpeg_publish_args(server.url("live", "both"), seconds=9))
     wait_published(server, "both", mark)
     dump = tmp_path / "dump.flv"
-    dumper = start([rtmpdump, "--live", "-q", "-r", server.url("live", "both"), "-o", str(dump),
-                    "--stop", "4"])
+    dumper = start(
+        [rtmpdump, "--live", "-q", "-r", server.url("live", "both"), "-o", str(dump), "--stop", "4"]
+    )
     video, audio, err = decode_frames(server.url("live", "both"), 4)
     assert err == ""
     assert video >= 60, video  # 4 s at 25 fps, less what ffmpeg's probing consumes
     assert audio >= 100, audio  # 4 s of 1024-sample AAC frames at 44.1 kHz is ~172
     code, _, dump_err = finish(dumper, timeout=30)
     assert code in (0, 2), f"rtmpdump failed ({code}):\n{dump_err}"  # 2 = incomplete (stopped)
-    check = [require_tool("ffmpeg"), "-v", "error", "-xerror", "-i", str(dump), "-f", "framecrc", "-"]
+    check = [
+        require_tool("ffmpeg"),
+        "-v",
+        "error",
+        "-xerror",
+        "-i",
+        str(dump),
+        "-f",
+        "framecrc",
+        "-",
+    ]
     code, out, err = finish(start(check), timeout=30)
     assert code == 0 and err == "", err
     assert sum(1 for line in out.splitlines() if line.startswith("0,")) >= 50
@@ -91,8 +113,22 @@ def test_two_ffmpeg_players_at_once(server: FlashstreamServer) -> None:
     wait_published(server, "two", mark)
     ffmpeg = require_tool("ffmpeg")
     players = [
-        start([ffmpeg, "-hide_banner", "-v", "error", "-xerror", "-i", server.url("live", "two"),
-               "-t", "3", "-f", "framecrc", "-"])
+        start(
+            [
+                ffmpeg,
+                "-hide_banner",
+                "-v",
+                "error",
+                "-xerror",
+                "-i",
+                server.url("live", "two"),
+                "-t",
+                "3",
+                "-f",
+                "framecrc",
+                "-",
+            ]
+        )
         for _ in range(2)
     ]
     for player in players:
@@ -119,8 +155,24 @@ def test_late_joiner_decodes_its_first_frame_within_a_second(server: Flashstream
     # video frames (1.6 s at 25 fps) whatever the server does; the stream's
     # frame rate comes from onMetaData anyway.
     code, out, err = finish(
-        start([ffmpeg, "-hide_banner", "-v", "error", "-xerror", "-fpsprobesize", "0",
-               "-i", server.url("live", "late"), "-frames:v", "1", "-f", "framecrc", "-"]),
+        start(
+            [
+                ffmpeg,
+                "-hide_banner",
+                "-v",
+                "error",
+                "-xerror",
+                "-fpsprobesize",
+                "0",
+                "-i",
+                server.url("live", "late"),
+                "-frames:v",
+                "1",
+                "-f",
+                "framecrc",
+                "-",
+            ]
+        ),
         timeout=20,
     )
     elapsed = time.monotonic() - began
@@ -137,7 +189,9 @@ def test_ffprobe_sees_the_published_resolution_and_codecs(server: FlashstreamSer
     publisher = start(ffmpeg_publish_args(server.url("live", "probe"), seconds=6, size="640x360"))
     wait_published(server, "probe", mark)
     code, out, err = finish(
-        start([ffprobe, "-v", "error", "-show_streams", "-of", "json", server.url("live", "probe")]),
+        start(
+            [ffprobe, "-v", "error", "-show_streams", "-of", "json", server.url("live", "probe")]
+        ),
         timeout=30,
     )
     assert code == 0, err
@@ -177,8 +231,22 @@ def test_garbage_peer_is_dropped_and_others_are_unaffected(server: FlashstreamSe
     publisher = start(ffmpeg_publish_args(server.url("live", "calm"), seconds=8))
     wait_published(server, "calm", mark)
     ffmpeg = require_tool("ffmpeg")
-    player = start([ffmpeg, "-hide_banner", "-v", "error", "-xerror", "-i",
-                    server.url("live", "calm"), "-t", "3", "-f", "framecrc", "-"])
+    player = start(
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-v",
+            "error",
+            "-xerror",
+            "-i",
+            server.url("live", "calm"),
+            "-t",
+            "3",
+            "-f",
+            "framecrc",
+            "-",
+        ]
+    )
     for junk in (b"GET / HTTP/1.0\r\n\r\n", b"\x03" + bytes(1536) + b"\xff" * 3000):
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(junk)

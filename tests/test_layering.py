@@ -12,8 +12,20 @@ import pytest
 
 CORE = Path(__file__).resolve().parent.parent / "flashstream" / "rtmp"
 FORBIDDEN = {
-    "twisted", "klein", "treq", "OpenSSL", "socket", "time", "logging", "random",
-    "os", "asyncio", "select", "selectors", "threading", "subprocess",
+    "twisted",
+    "klein",
+    "treq",
+    "OpenSSL",
+    "socket",
+    "time",
+    "logging",
+    "random",
+    "os",
+    "asyncio",
+    "select",
+    "selectors",
+    "threading",
+    "subprocess",
 }
 
 

@@ -34,7 +34,8 @@ class OptionsTests(SynchronousTestCase):
 
     def test_repeated_listeners_and_none(self) -> None:
         """--rtmp may be repeated; 'none' turns a listener off."""
-        config = parse("--rtmp", "tcp:1", "--rtmp", "tcp:2", "--rtmps", "none")["flashstream-config"]
+        options = parse("--rtmp", "tcp:1", "--rtmp", "tcp:2", "--rtmps", "none")
+        config = options["flashstream-config"]
         self.assertEqual(config.rtmp, ("tcp:1", "tcp:2"))
         self.assertEqual(config.rtmps, ())
 
@@ -80,6 +81,7 @@ class MakeServiceTests(SynchronousTestCase):
     def test_not_yet_served_listeners_are_reported(self) -> None:
         """--rtmps/--http are accepted and reported as not served yet."""
         service = makeService(parse("--http", "tcp:8080"), MemoryReactorClock())
+        assert isinstance(service, FlashstreamService)
         not_yet = [s for s in service if isinstance(s, NotYetService)]
         self.assertEqual({s.option for s in not_yet}, {"--rtmps", "--http"})
 

@@ -103,7 +103,7 @@ class _Decoder:
             return self._complex[index]
         if marker == 0x0B:
             milliseconds = reader.double()
-            reader.s16()  # time zone: ignored by every peer, always UTC
+            reader.s16()  # time zone: ignored, AMF dates are UTC instants
             return date_from_ms(milliseconds)
         if marker == 0x0C:
             return reader.utf8(reader.u32())

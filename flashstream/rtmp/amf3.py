@@ -373,16 +373,15 @@ class Encoder:
                 names = tuple(value.attributes)
                 for name in names:
                     self._check_key(name)
-                self._write_traits(_Traits(value.class_name, names, False, False))
+                self._write_traits(
+                    _Traits(value.class_name, names, dynamic=False, externalizable=False)
+                )
                 for item in value.attributes.values():
                     self.write_value(item)
-        elif isinstance(value, (ArrayCollection, ObjectProxy)):
-            if not self._start(0x0A, value):
-                name = ARRAY_COLLECTION if isinstance(value, ArrayCollection) else OBJECT_PROXY
-                self._write_traits(_Traits(name, (), False, True))
-                self.write_value(
-                    value.source if isinstance(value, ArrayCollection) else value.value
-                )
+        elif isinstance(value, ArrayCollection):
+            self._write_externalizable(ARRAY_COLLECTION, value, value.source)
+        elif isinstance(value, ObjectProxy):
+            self._write_externalizable(OBJECT_PROXY, value, value.value)
         elif isinstance(value, Vector):
             if not self._start(int(value.kind), value):
                 self._write_vector(value)
@@ -395,6 +394,11 @@ class Encoder:
                     self.write_value(item)
         else:
             raise LocalProtocolError(f"cannot encode {type(value).__name__} in AMF3")
+
+    def _write_externalizable(self, class_name: str, value: object, inner: object) -> None:
+        if not self._start(0x0A, value):
+            self._write_traits(_Traits(class_name, (), dynamic=False, externalizable=True))
+            self.write_value(inner)
 
     def write_string(self, text: str) -> None:
         """Append ``text`` as a UTF-8-vr (no marker), using the string table."""

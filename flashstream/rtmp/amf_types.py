@@ -206,12 +206,6 @@ class Reader:
         self.pos += 1
         return self.data[self.pos - 1]
 
-    def peek(self) -> int:
-        """The next byte, without consuming it."""
-        if self.pos >= len(self.data):
-            raise AMFError(f"truncated AMF data: need 1 byte at offset {self.pos}")
-        return self.data[self.pos]
-
     def u16(self) -> int:
         """A big-endian unsigned 16-bit integer."""
         return int(_U16.unpack(self.read(2))[0])

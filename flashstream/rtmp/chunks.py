@@ -81,6 +81,7 @@ _U32_MASK = 0xFFFFFFFF
 _EXTENDED = 0xFFFFFF  # 3-byte timestamp field value announcing an extended timestamp
 _MAX_LENGTH = 0xFFFFFF  # 3-byte message length field
 _MAX_CHUNK_SIZE = 0x7FFFFFFF  # bit 31 must be 0
+_SET_CHUNK_SIZE = MessageType.SET_CHUNK_SIZE.value
 _ABORT = MessageType.ABORT.value
 
 # fmt 0 header after the basic header: timestamp(3) length(3) type(1), msid(4, LE).
@@ -184,7 +185,7 @@ class ChunkReader:
                     type_id = cur.type_id
                     payload = bytes(partial)
                     out.append(Message(type_id, cur.msid, cur.timestamp, payload))
-                    if type_id <= _ABORT:
+                    if _SET_CHUNK_SIZE <= type_id <= _ABORT:
                         self._apply(type_id, payload)
                 if chunk_left:
                     break  # out of bytes in the middle of the chunk
@@ -294,7 +295,7 @@ class ChunkReader:
                     payload = buf[pos : pos + length]
                     pos += length
                     out.append(Message(type_id, st.msid, st.timestamp, payload))
-                    if type_id <= _ABORT:
+                    if _SET_CHUNK_SIZE <= type_id <= _ABORT:
                         self._apply(type_id, payload)
                     continue
                 st.partial = bytearray()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+
 from . import commands as cmd
 from . import messages as msg
 from .amf0 import ECMAArray
@@ -196,7 +197,9 @@ class ServerConnection:
                 return events
             self._move(Input.HANDSHAKE_DONE)
             assert self._handshake.client_version is not None
-            events.append(HandshakeCompleted(self._handshake.client_version, self._handshake.scheme))
+            events.append(
+                HandshakeCompleted(self._handshake.client_version, self._handshake.scheme)
+            )
             data = leftover
         if data:
             for message in self._reader.receive_data(data):
@@ -356,7 +359,11 @@ class ServerConnection:
                     "onFCUnpublish",
                     0,
                     None,
-                    (status_info("status", "NetStream.Unpublish.Success", f"{name} is now unpublished."),),
+                    (
+                        status_info(
+                            "status", "NetStream.Unpublish.Success", f"{name} is now unpublished."
+                        ),
+                    ),
                 ),
             )
         elif command.name == "FCSubscribe":
@@ -405,7 +412,9 @@ class ServerConnection:
 
     def _on_pause(self, stream_id: int, command: cmd.Command, events: list[Event]) -> None:
         flag = command.arguments[0] if command.arguments else True
-        events.append(PauseRequested(stream_id, flag is not False, _number(command.arguments, 1, 0.0)))
+        events.append(
+            PauseRequested(stream_id, flag is not False, _number(command.arguments, 1, 0.0))
+        )
 
     def _on_seek(self, stream_id: int, command: cmd.Command, events: list[Event]) -> None:
         events.append(SeekRequested(stream_id, _number(command.arguments, 0, 0.0)))
@@ -456,7 +465,11 @@ class ServerConnection:
         self._streams[stream_id] = StreamMode.PUBLISHING
         self.send_control(msg.StreamBegin(stream_id))
         self.send_status(
-            stream_id, "status", "NetStream.Publish.Start", f"{name} is now published.", details=name
+            stream_id,
+            "status",
+            "NetStream.Publish.Start",
+            f"{name} is now published.",
+            details=name,
         )
 
     def end_publish(self, stream_id: int, name: str) -> None:
@@ -480,16 +493,17 @@ class ServerConnection:
         self.send_control(msg.StreamBegin(stream_id))
         if reset:
             self.send_status(
-                stream_id, "status", "NetStream.Play.Reset", f"Playing and resetting {name}.",
+                stream_id,
+                "status",
+                "NetStream.Play.Reset",
+                f"Playing and resetting {name}.",
                 details=name,
             )
         self.send_status(
             stream_id, "status", "NetStream.Play.Start", f"Started playing {name}.", details=name
         )
         self.send_data(stream_id, cmd.DataMessage("|RtmpSampleAccess", (True, True)))
-        self.send_data(
-            stream_id, cmd.DataMessage("onStatus", ({"code": "NetStream.Data.Start"},))
-        )
+        self.send_data(stream_id, cmd.DataMessage("onStatus", ({"code": "NetStream.Data.Start"},)))
 
     def stop_play(self, stream_id: int, name: str) -> None:
         """Playback ended: StreamEOF and Play.Stop."""

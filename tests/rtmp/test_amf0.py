@@ -233,6 +233,7 @@ def test_date_from_other_timezone() -> None:
     paris = datetime.timezone(datetime.timedelta(hours=1))
     value = datetime.datetime(2020, 1, 1, 1, tzinfo=paris)
     [decoded] = amf0.decode(amf0.encode(value))
+    assert isinstance(decoded, datetime.datetime)
     assert decoded == MOMENT and decoded.tzinfo == UTC
 
 
@@ -311,6 +312,7 @@ def test_reference_returns_earlier_object() -> None:
     """A reference (07) returns the very object decoded earlier, counting arrays and objects."""
     inner = b"\x03" + short("k") + b"\x05" + OBJECT_END
     encoded = b"\x0a\x00\x00\x00\x03" + inner + b"\x07\x00\x01" + b"\x07\x00\x00"
+    outer: Any
     [outer] = amf0.decode(encoded)
     assert outer[0] == {"k": None}
     assert outer[1] is outer[0]
@@ -433,6 +435,7 @@ def test_item_count_limits() -> None:
     limits = Limits(max_amf_items=4)
     four = amf0.encode(ECMAArray({str(i): None for i in range(4)}))
     amf0.decode(four, limits)
+    too_many: object
     for too_many in (
         [None] * 5,
         {str(i): None for i in range(5)},
@@ -593,7 +596,7 @@ pyamf_scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.floats(allow_nan=False, allow_infinity=False).map(lambda x: x + 0.0),
-    st.text(st.characters(exclude_categories=("Cs",)), max_size=20),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=20),
     utc_datetimes().map(lambda moment: moment.replace(microsecond=0)),
 )
 pyamf_values = st.recursive(

@@ -267,6 +267,7 @@ def test_object_references() -> None:
     shared = {"k": "v"}
     encoded = amf3.encode([shared, shared])
     assert encoded == b"\x09\x05\x01\x0a\x0b\x01\x03k\x06\x03v\x01\x0a\x02"
+    decoded: Any
     [decoded] = amf3.decode(encoded)
     assert decoded[0] is decoded[1]
 
@@ -294,10 +295,12 @@ def test_cyclic_values() -> None:
     loop: list[object] = []
     loop.append(loop)
     assert amf3.encode(loop) == b"\x09\x03\x01\x09\x00"
+    decoded: Any
     [decoded] = amf3.decode(amf3.encode(loop))
     assert decoded[0] is decoded
     parent: dict[str, object] = {}
     parent["self"] = TypedObject("Node", {"parent": parent})
+    node: Any
     [node] = amf3.decode(amf3.encode(parent))
     assert node["self"].attributes["parent"] is node
 
@@ -373,7 +376,7 @@ def test_unencodable(value: object) -> None:
 
 def test_vector_kind_from_marker() -> None:
     """A Vector built with a plain marker number gets the VectorKind."""
-    assert Vector(0x0F, ()).kind is VectorKind.DOUBLE  # type: ignore[arg-type]
+    assert Vector(0x0F, ()).kind is VectorKind.DOUBLE
 
 
 # --- limits -----------------------------------------------------------------------------------
@@ -406,6 +409,7 @@ def test_item_count_limits() -> None:
     """Containers and each reference table are limited to max_amf_items entries."""
     limits = Limits(max_amf_items=3)
     amf3.decode(amf3.encode([1, 2, 3]), limits)
+    too_many: object
     for too_many in (
         [1, 2, 3, 4],
         {"a": 1, "b": 2, "c": 3, "d": 4},
@@ -592,7 +596,7 @@ pyamf_scalars = st.one_of(
     st.booleans(),
     st.integers(min_value=amf3.INT_MIN, max_value=amf3.INT_MAX),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.text(st.characters(exclude_categories=("Cs",)), max_size=20),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=20),
     st.sampled_from(["repeat", "again"]),
     utc_datetimes().map(lambda moment: moment.replace(microsecond=0)),
     st.binary(max_size=10).map(ByteArray),

@@ -304,6 +304,14 @@ def test_new_header_discards_partial(data: st.DataObject) -> None:
 
 
 @splits
+def test_any_type_id(data: st.DataObject) -> None:
+    """Messages of unassigned type ids (0, 7, 255) are returned like any other."""
+    messages = [Message(0, 1, 0, b"a"), Message(7, 1, 1, b"b"), Message(255, 1, 2, b"")]
+    writer = ChunkWriter()
+    assert read(b"".join(writer.write(m, 3) for m in messages), data) == messages
+
+
+@splits
 def test_uninitialised_csid(data: st.DataObject) -> None:
     """fmt 1/2/3 on a csid never started by fmt 0 is a ChunkError."""
     for wire in (h("45 000000 000001 08 00"), h("85 000000 00"), h("c5 00"), h("82 000000")):
@@ -402,6 +410,36 @@ def test_garbage_raises_only_protocol_errors(wire: bytes) -> None:
             pass
 
 
+MUTATION_BASE = (
+    chunk_size_message(64)
+    + h("02 000000 000004 02 00000000 00000004")
+    + h("04 ffffff 000050 09 01000000 01000000")
+    + bytes(64)
+    + h("06 000000 000001 00 01000000 aa c4 01000000")
+    + bytes(16)
+    + FORMATS_WIRE
+)
+
+
+@given(
+    changes=st.lists(st.tuples(st.integers(0, len(MUTATION_BASE) - 1), st.integers(0, 255))),
+    data=st.data(),
+)
+@settings(max_examples=200)
+def test_mutated_stream_raises_only_protocol_errors(
+    changes: list[tuple[int, int]], data: st.DataObject
+) -> None:
+    """A valid stream with bytes overwritten gives messages or a RemoteProtocolError."""
+    wire = bytearray(MUTATION_BASE)
+    for index, value in changes:
+        wire[index] = value
+    for pieces in _ways(bytes(wire), data):
+        try:
+            _feed(Limits(max_message_size=1000), pieces)
+        except RemoteProtocolError:
+            pass
+
+
 # -- the writer -------------------------------------------------------------------------
 
 
@@ -428,6 +466,17 @@ def test_writer_control_golden() -> None:
     """Window Acknowledgement Size 2500000 on csid 2 is the bytes ffmpeg sends."""
     wire = ChunkWriter().write(encode_control(WindowAckSize(2500000)), 2)
     assert wire == h("02 000000 000004 05 00000000 002625a0")
+
+
+def test_writer_chunk_size() -> None:
+    """set_chunk_size changes where the following messages are cut."""
+    writer = ChunkWriter(4096)
+    assert writer.chunk_size == 4096
+    writer.set_chunk_size(2)
+    assert writer.chunk_size == 2
+    assert writer.write(Message(8, 1, 0, b"abcde"), 3) == h(
+        "03 000000 000005 08 01000000 6162 c3 6364 c3 65"
+    )
 
 
 # -- round trip -------------------------------------------------------------------------
@@ -472,7 +521,7 @@ def operations(draw: st.DrawFn) -> list[Op]:
                 timestamp = (last[csid][0].timestamp + step) % 2**32
             else:
                 timestamp = draw(st.one_of(NOTABLE_TIMES, st.integers(0, 2**32 - 1)))
-            type_id = draw(st.sampled_from([8, 9, 18, 20]) | st.integers(3, 255))
+            type_id = draw(st.sampled_from([0, 8, 9, 18, 20]) | st.integers(3, 255))
             msid = draw(st.sampled_from([0, 1, 2**32 - 1]))
             message = Message(type_id, msid, timestamp, draw(PAYLOADS))
             last[csid] = (message, step)
