@@ -34,7 +34,7 @@ from .applications import Rejected
 from .hub import StreamHub
 from .interfaces import IStreamApplication
 from .rtmp import events as ev
-from .rtmp.connection import ServerConnection
+from .rtmp.connection import ServerConnection, StreamMode
 from .rtmp.errors import RemoteProtocolError
 from .rtmp.limits import Limits
 from .streams import NetStream
@@ -66,6 +66,11 @@ class RTMPServerFactory(Factory):
         self.random_bytes = random_bytes
         self.transport_name = transport_name
         self.connections: set[RTMPServerProtocol] = set()
+
+    def shutdown(self) -> None:
+        """Say goodbye to every client (Play.Stop, Unpublish.Success) and close."""
+        for protocol in list(self.connections):
+            protocol.goodbye()
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         """Make the protocol of one connection."""
@@ -176,14 +181,30 @@ class RTMPServerProtocol(Protocol):
         if out:
             self._transport().write(out)
 
-    def _drop(self, reason_format: str, **fields: object) -> None:
-        """Log why (a format string with ``fields``), send what is queued, close."""
+    def _drop(self, reason_format: str, *, quiet: bool = False, **fields: object) -> None:
+        """Log why (a format string with ``fields``), send what is queued, close.
+
+        ``quiet`` logs at info level: nothing went wrong (server shutdown).
+        """
         if self._dropped:
             return
         self._dropped = True
-        self._log.warn("Dropping {peer}: " + reason_format, peer=self.peer, **fields)
+        log = self._log.info if quiet else self._log.warn
+        log("Dropping {peer}: " + reason_format, peer=self.peer, **fields)
         self._flush()
         self._transport().loseConnection()
+
+    def goodbye(self) -> None:
+        """The server is stopping: end every stream politely, then close."""
+        connection = self.connection
+        if connection is not None and connection.state.value == "connected":
+            for stream_id, stream in self.streams.items():
+                mode = connection.stream_mode(stream_id)
+                if mode is StreamMode.PLAYING:
+                    connection.stop_play(stream_id, stream.name)
+                elif mode is StreamMode.PUBLISHING:
+                    connection.end_publish(stream_id, stream.name)
+        self._drop("server shutting down", quiet=True)
 
     def _tick(self) -> None:
         """Handshake timeout, keep-alive pings and the dead-peer timeout."""

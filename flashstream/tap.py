@@ -171,6 +171,11 @@ class FlashstreamService(MultiService):
         self.hub = hub
         self.rtmp_factory = rtmp_factory
 
+    def stopService(self) -> Deferred[None]:
+        """Tell every client goodbye, then stop the listeners."""
+        self.rtmp_factory.shutdown()
+        return cast("Deferred[None]", super().stopService())
+
 
 def makeService(options: Options, reactor: Any = None) -> IService:
     """Build the hub, the applications and one service per listener."""

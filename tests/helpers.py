@@ -532,14 +532,22 @@ class FlashClient:
         ]
 
     def media(self, stream_id: int | None = None) -> list[Message]:
-        """The audio, video and data messages received (on ``stream_id``, if given)."""
+        """
+        The audio, video and data messages received (on ``stream_id``, if given).
+
+        Data messages the server sends on its own (``onStatus``,
+        ``|RtmpSampleAccess``) are left out; ``onMetaData`` and cue points stay.
+        """
         kinds = (MessageType.AUDIO, MessageType.VIDEO, MessageType.DATA_AMF0)
         return [
             r.message
             for r in self.received
             if r.message.type_id in kinds
             and (stream_id is None or r.message.stream_id == stream_id)
-            and r.status_code is None
+            and not (
+                isinstance(r.value, cmd.DataMessage)
+                and r.value.name in ("onStatus", "|RtmpSampleAccess")
+            )
         ]
 
     def clear(self) -> None:
