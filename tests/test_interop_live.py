@@ -261,3 +261,35 @@ def test_garbage_peer_is_dropped_and_others_are_unaffected(server: FlashstreamSe
     assert code == 0 and err == "", err
     assert sum(1 for line in out.splitlines() if line.startswith("0,")) >= 45
     finish(publisher, timeout=30)
+
+
+def test_sigterm_says_goodbye_to_players(tmp_path: Path) -> None:
+    """
+    On SIGTERM the server ends each player's stream with Play.Stop before
+    closing, so an ffmpeg player finishes cleanly (exit 0, no errors).
+    """
+    with running_server(media_root=tmp_path) as own:
+        mark = own.mark()
+        publisher = start(ffmpeg_publish_args(own.url("live", "bye"), seconds=20))
+        wait_published(own, "bye", mark)
+        ffmpeg = require_tool("ffmpeg")
+        player = start(
+            [
+                ffmpeg,
+                "-hide_banner",
+                "-v",
+                "error",
+                "-i",
+                own.url("live", "bye"),
+                "-f",
+                "framecrc",
+                "-",
+            ]
+        )
+        own.wait_for(r"plays live/bye", timeout=10, start=mark)
+        own.stop()
+        code, out, err = finish(player, timeout=20)
+        assert code == 0 and err == "", err
+        assert any(line.startswith("0,") for line in out.splitlines())
+        assert "Dropping" in own.log_text() and "server shutting down" in own.log_text()
+        finish(publisher, timeout=20)
