@@ -5,6 +5,8 @@ The twistd wiring: options, the config file under them, and the services
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from twisted.application.service import IService
@@ -14,6 +16,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from flashstream.applications import LiveApplication, VodApplication
 from flashstream.tap import FlashstreamService, ListenerService, NotYetService, Options, makeService
+
+
+def temp_file(case: SynchronousTestCase) -> Path:
+    """A path in a temporary directory removed after the test."""
+    directory = tempfile.mkdtemp()
+    case.addCleanup(shutil.rmtree, directory)
+    return Path(directory) / "flashstream.toml"
 
 
 def parse(*argv: str) -> Options:
@@ -41,7 +50,7 @@ class OptionsTests(SynchronousTestCase):
 
     def test_options_win_over_file(self) -> None:
         """Options override the file; the rest of the file stays."""
-        path = Path(self.mktemp())
+        path = temp_file(self)
         path.write_text('[listeners]\nrtmp = "tcp:5000"\nhttp = "tcp:8080"\n[media]\nroot = "m"\n')
         config = parse("--config", str(path), "--rtmp", "tcp:6000", "--media-root", "/srv")[
             "flashstream-config"
@@ -52,7 +61,7 @@ class OptionsTests(SynchronousTestCase):
 
     def test_bad_config_is_a_usage_error(self) -> None:
         """A broken config file stops start-up with a UsageError naming the problem."""
-        path = Path(self.mktemp())
+        path = temp_file(self)
         path.write_text("[limits]\nwhat = 1\n")
         with self.assertRaisesRegex(UsageError, "limits.what"):
             parse("--config", str(path))
