@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.rtmp.test_amf0 -*-
 """
-Python values shared by the AMF0 and AMF3 codecs, and the byte reader both parse with.
+Python values shared by the AMF0 and AMF3 codecs, and the byte reader and helpers both use.
 
 Mapping (both codecs):
 

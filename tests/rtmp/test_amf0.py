@@ -358,10 +358,17 @@ def _cyclic() -> list[object]:
     return loop
 
 
+class _Opaque:
+    """An arbitrary object with a stable repr (test ids must match across xdist workers)."""
+
+    def __repr__(self) -> str:
+        return "opaque"
+
+
 @pytest.mark.parametrize(
     "value",
     [
-        object(),
+        _Opaque(),
         b"bytes",
         ByteArray(b"x"),
         XML("<a/>"),

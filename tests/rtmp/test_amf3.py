@@ -348,10 +348,17 @@ def test_unknown_marker(marker: int) -> None:
         amf3.decode(bytes((marker,)))
 
 
+class _Opaque:
+    """An arbitrary object with a stable repr (test ids must match across xdist workers)."""
+
+    def __repr__(self) -> str:
+        return "opaque"
+
+
 @pytest.mark.parametrize(
     "value",
     [
-        object(),
+        _Opaque(),
         {1: "int key"},
         {"": "empty key"},
         ECMAArray({"": 1}),

@@ -267,10 +267,9 @@ def test_amf3_values_in_name_and_transaction() -> None:
     assert type(command.transaction_id) is float
 
 
-@pytest.mark.parametrize("type_id", [COMMAND_AMF3])
-def test_amf3_command_without_leading_zero(type_id: int) -> None:
+def test_amf3_command_without_leading_zero() -> None:
     """A type 17 payload missing its leading 00 is decoded from its first byte."""
-    assert decode_command(type_id, FLASH_CALL[1:]) == decode_command(type_id, FLASH_CALL)
+    assert decode_command(COMMAND_AMF3, FLASH_CALL[1:]) == decode_command(COMMAND_AMF3, FLASH_CALL)
 
 
 def test_amf3_data_message() -> None:

@@ -59,6 +59,7 @@ from tests.helpers import (
     AVC_SEQUENCE_HEADER,
     ConnectionPair,
     FlashClient,
+    aggregate_payload,
     seeded_random,
 )
 
@@ -996,3 +997,37 @@ def _without_acks(output: bytes) -> list[object]:
     client.data_to_send()
     values = client.receive(output)
     return [r.value for r in values if not isinstance(r.value, msg.Acknowledgement)]
+
+
+# -- bugs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="connection.py _on_delete_stream: int(NaN/inf) raises ValueError/OverflowError",
+)
+@pytest.mark.parametrize("target", [float("nan"), float("inf"), -float("inf")])
+def test_delete_stream_non_finite_id(make_pair: PairFactory, target: float) -> None:
+    """deleteStream with a NaN or infinite id is ignored like any unknown id."""
+    pair = make_pair()
+    pair.connect("live")
+    pair.create_stream()
+    pair.client.call("deleteStream", 5, target)
+    assert pair.to_server() == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="connection.py _receive_message recurses into nested aggregates: RecursionError",
+)
+def test_deeply_nested_aggregate() -> None:
+    """An aggregate nested 1500 deep (22 KB) raises a RemoteProtocolError, nothing else."""
+    pair = publishing_pair(lambda kind, **kw: ConnectionPair(kind))
+    inner = aggregate_payload([(MessageType.AUDIO, 0, AAC_FRAME)])
+    for _ in range(1500):
+        inner = aggregate_payload([(MessageType.AGGREGATE, 0, inner)])
+    pair.client.aggregate(1, 0, [(MessageType.AGGREGATE, 0, inner)])
+    try:
+        pair.to_server()
+    except RemoteProtocolError:
+        pass
