@@ -17,17 +17,18 @@ import attrs
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IReactorTime
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
+from twisted.web.server import Site
 
 from .applications import builtin_application, load_plugins
 from .config import Config, ConfigError, load_config
 from .hub import StreamHub
 from .interfaces import IStreamApplication
 from .protocol import RTMPServerFactory
+from .web import WebRoot
 
 
 class Options(usage.Options):
@@ -60,7 +61,7 @@ class Options(usage.Options):
         self["rtmps"].append(endpoint)
 
     def opt_http(self, endpoint: str) -> None:
-        """HTTP listener for RTMPT, downloads and the API [default: tcp:80] (not served yet)."""
+        """HTTP listener for RTMPT, downloads, HTTP-FLV and the API [default: tcp:80]."""
         self["http"].append(endpoint)
 
     def postOptions(self) -> None:
@@ -91,7 +92,7 @@ class ListenerService(Service):
     _log = Logger()
 
     def __init__(
-        self, reactor: Any, description: str, factory: Factory, option: str, kind: str
+        self, reactor: Any, description: str, factory: IProtocolFactory, option: str, kind: str
     ) -> None:
         self.reactor = reactor
         self.description = description
@@ -166,10 +167,11 @@ class NotYetService(Service):
 class FlashstreamService(MultiService):
     """The whole server: its hub, its RTMP factory and its listeners."""
 
-    def __init__(self, hub: StreamHub, rtmp_factory: RTMPServerFactory) -> None:
+    def __init__(self, hub: StreamHub, rtmp_factory: RTMPServerFactory, web_root: WebRoot) -> None:
         super().__init__()
         self.hub = hub
         self.rtmp_factory = rtmp_factory
+        self.web_root = web_root
 
     def stopService(self) -> Deferred[None]:
         """Tell every client goodbye, then stop the listeners."""
@@ -197,10 +199,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         limits=config.limits,
         chunk_size=config.chunk_size,
     )
-    parent = FlashstreamService(hub, factory)
+    web_root = WebRoot()
+    site = Site(web_root)
+    site.noisy = False
+    parent = FlashstreamService(hub, factory, web_root)
     for description in config.rtmp:
         ListenerService(reactor, description, factory, "--rtmp", "rtmp").setServiceParent(parent)
-    for option, endpoints in (("--rtmps", config.rtmps), ("--http", config.http)):
-        if endpoints:
-            NotYetService(option, endpoints).setServiceParent(parent)
+    for description in config.http:
+        ListenerService(reactor, description, site, "--http", "http").setServiceParent(parent)
+    if config.rtmps:
+        NotYetService("--rtmps", config.rtmps).setServiceParent(parent)
     return parent

@@ -76,7 +76,9 @@ class MakeServiceTests(SynchronousTestCase):
         service = makeService(parse("--rtmp", "tcp:1935", "--rtmp", "tcp:1936"), reactor)
         self.assertTrue(IService.providedBy(service))
         assert isinstance(service, FlashstreamService)
-        listeners = [s for s in service if isinstance(s, ListenerService)]
+        listeners = [
+            s for s in service if isinstance(s, ListenerService) and s.option == "--rtmp"
+        ]
         self.assertEqual([s.description for s in listeners], ["tcp:1935", "tcp:1936"])
         self.assertEqual({id(s.factory) for s in listeners}, {id(service.rtmp_factory)})
         apps = service.rtmp_factory.applications
@@ -84,15 +86,18 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIsInstance(apps["vod"], VodApplication)
         service.privilegedStartService()
         service.startService()
-        self.assertEqual([port[0] for port in reactor.tcpServers], [1935, 1936])
+        self.assertEqual([port[0] for port in reactor.tcpServers], [1935, 1936, 80])
         service.stopService()
 
-    def test_not_yet_served_listeners_are_reported(self) -> None:
-        """--rtmps/--http are accepted and reported as not served yet."""
+    def test_http_listener_and_not_yet_served_rtmps(self) -> None:
+        """--http gets a listener serving the web root; --rtmps is reported as not served yet."""
         service = makeService(parse("--http", "tcp:8080"), MemoryReactorClock())
         assert isinstance(service, FlashstreamService)
+        http = [s for s in service if isinstance(s, ListenerService) and s.option == "--http"]
+        self.assertEqual([s.description for s in http], ["tcp:8080"])
+        self.assertIs(getattr(http[0].factory, "resource", None), service.web_root)
         not_yet = [s for s in service if isinstance(s, NotYetService)]
-        self.assertEqual({s.option for s in not_yet}, {"--rtmps", "--http"})
+        self.assertEqual({s.option for s in not_yet}, {"--rtmps"})
 
     def test_bad_endpoint_is_one_clear_line(self) -> None:
         """An unparsable endpoint ends start-up with a SystemExit naming the option."""
