@@ -95,6 +95,7 @@ class RTMPServerProtocol(Protocol):
         self._timer: IDelayedCall | None = None
         self._last_input = 0.0
         self._congested = False
+        self._backlog = 0
         self._dropped = False
         self.peer = "?"
 
@@ -155,10 +156,12 @@ class RTMPServerProtocol(Protocol):
     def pauseProducing(self) -> None:
         """The transport's buffer is full: players start dropping frames."""
         self._congested = True
+        self._backlog = 0
 
     def resumeProducing(self) -> None:
         """The transport drained: players resume at the next keyframe."""
         self._congested = False
+        self._backlog = 0
 
     def stopProducing(self) -> None:
         """The transport is going away."""
@@ -167,6 +170,10 @@ class RTMPServerProtocol(Protocol):
     def is_congested(self) -> bool:
         """True while the transport asks us to stop writing."""
         return self._congested
+
+    def backlog_full(self) -> bool:
+        """True once ``max_send_backlog`` bytes were written while congested."""
+        return self._congested and self._backlog >= self.factory.limits.max_send_backlog
 
     # -- helpers ---------------------------------------------------------------
 
@@ -179,6 +186,8 @@ class RTMPServerProtocol(Protocol):
             return
         out = self.connection.data_to_send()
         if out:
+            if self._congested:
+                self._backlog += len(out)
             self._transport().write(out)
 
     def _drop(self, reason_format: str, *, quiet: bool = False, **fields: object) -> None:
@@ -219,14 +228,18 @@ class RTMPServerProtocol(Protocol):
                 "handshake not completed within {timeout}s", timeout=limits.handshake_timeout
             )
             return
-        silent = reactor.seconds() - self._last_input
+        now = reactor.seconds()
+        silent = now - self._last_input
         if silent >= limits.idle_timeout:
             self._drop("no data for {silent:.0f}s", silent=silent)
             return
         if silent >= limits.ping_interval:
-            connection.send_ping(int(reactor.seconds() * 1000))
+            connection.send_ping(int(now * 1000))
             self._flush()
-        self._timer = reactor.callLater(limits.ping_interval, self._tick)
+            delay = min(limits.ping_interval, self._last_input + limits.idle_timeout - now)
+        else:
+            delay = self._last_input + limits.ping_interval - now
+        self._timer = reactor.callLater(delay, self._tick)
 
     # -- events ------------------------------------------------------------------
 
@@ -281,10 +294,13 @@ class RTMPServerProtocol(Protocol):
         assert self.connection is not None
         stream = NetStream(self.connection, event.stream_id, self._flush)
         stream.congested = self.is_congested
+        stream.backlog_full = self.backlog_full
         self.streams[event.stream_id] = stream
 
     def _on_publish(self, event: ev.PublishRequested) -> None:
         assert self.connection is not None and self.app is not None
+        if self.connection.stream_mode(event.stream_id) is None:
+            return  # deleted later in the same read; its StreamClosed follows
         stream = self.streams[event.stream_id]
         stream.close()
         stream.name = event.name
@@ -318,6 +334,8 @@ class RTMPServerProtocol(Protocol):
 
     def _on_play(self, event: ev.PlayRequested) -> None:
         assert self.connection is not None and self.app is not None
+        if self.connection.stream_mode(event.stream_id) is None:
+            return  # deleted later in the same read; its StreamClosed follows
         stream = self.streams[event.stream_id]
         stream.close()
         stream.name = event.name

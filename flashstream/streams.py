@@ -48,6 +48,8 @@ class NetStream:
         self._need_keyframe = True
         #: Whether the connection's transport is asking us to stop writing.
         self.congested: Callable[[], bool] = lambda: False
+        #: Whether the send backlog limit is reached (then only headers go out).
+        self.backlog_full: Callable[[], bool] = lambda: False
         self.messages_out = 0
         self.frames_dropped = 0
         #: Sends the play replies (Play.Reset, Play.Start...) before anything
@@ -100,6 +102,9 @@ class NetStream:
         self.ensure_started()
         type_id = message.type_id
         payload = message.payload
+        if self.backlog_full() and not media.is_sequence_header(type_id, payload):
+            self._drop()
+            return
         if type_id == MessageType.VIDEO:
             if not self.receive_video:
                 return

@@ -20,13 +20,14 @@ The connection state machine is the table ``_TRANSITIONS`` below: a
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 
 from . import commands as cmd
 from . import messages as msg
 from .amf0 import ECMAArray
 from .chunks import ChunkReader, ChunkWriter
-from .errors import CommandError, LimitExceeded, LocalProtocolError
+from .errors import CommandError, LimitExceeded, LocalProtocolError, MessageError
 from .events import (
     BufferLengthSet,
     CallReceived,
@@ -66,6 +67,11 @@ CSID_VIDEO = 7
 
 #: Commands that are answers to our own calls, never answered with ``_error``.
 RESPONSE_COMMANDS = frozenset({"_result", "_error"})
+
+#: What an aggregate message may contain (never another aggregate: no recursion).
+_AGGREGATE_PARTS = frozenset(
+    {MessageType.AUDIO, MessageType.VIDEO, MessageType.DATA_AMF0, MessageType.DATA_AMF3}
+)
 
 #: Most commands held while the application decides on ``connect``.
 MAX_PENDING_COMMANDS = 64
@@ -240,6 +246,8 @@ class ServerConnection:
         elif type_id == MessageType.AGGREGATE:
             self._move(Input.MEDIA)
             for sub in msg.unpack_aggregate(message, self.limits):
+                if sub.type_id not in _AGGREGATE_PARTS:
+                    raise MessageError(f"message type {sub.type_id} inside an aggregate")
                 self._receive_message(sub, events)
         elif type_id in (
             MessageType.SET_CHUNK_SIZE,
@@ -330,7 +338,12 @@ class ServerConnection:
 
     def _on_delete_stream(self, stream_id: int, command: cmd.Command, events: list[Event]) -> None:
         target = command.arguments[0] if command.arguments else stream_id
-        if not isinstance(target, (int, float)) or int(target) not in self._streams:
+        if (
+            isinstance(target, bool)
+            or not isinstance(target, (int, float))
+            or not math.isfinite(target)
+            or int(target) not in self._streams
+        ):
             return  # deleting an unknown stream is harmless
         events.append(StreamClosed(int(target), deleted=True))
         del self._streams[int(target)]
