@@ -210,3 +210,14 @@ def finish(process: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, 
         out, err = process.communicate()
         raise AssertionError(f"{process.args!r} did not finish in {timeout}s:\n{err}") from None
     return process.returncode, out, err
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    """End a client we started (SIGTERM by pid, then SIGKILL) once a test has what it needs."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()

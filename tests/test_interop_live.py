@@ -23,6 +23,7 @@ from .interop_kit import (
     require_tool,
     running_server,
     start,
+    stop_process,
 )
 
 pytestmark = pytest.mark.interop
@@ -103,7 +104,7 @@ def test_ffmpeg_and_rtmpdump_play_one_live_stream_together(
     assert code == 0 and err == "", err
     assert sum(1 for line in out.splitlines() if line.startswith("0,")) >= 50
     assert sum(1 for line in out.splitlines() if line.startswith("1,")) >= 80
-    finish(publisher, timeout=30)
+    stop_process(publisher)
 
 
 def test_two_ffmpeg_players_at_once(server: FlashstreamServer) -> None:
@@ -136,7 +137,7 @@ def test_two_ffmpeg_players_at_once(server: FlashstreamServer) -> None:
         assert code == 0 and err == "", err
         assert sum(1 for line in out.splitlines() if line.startswith("0,")) >= 45
         assert sum(1 for line in out.splitlines() if line.startswith("1,")) >= 80
-    finish(publisher, timeout=30)
+    stop_process(publisher)
 
 
 def test_late_joiner_decodes_its_first_frame_within_a_second(server: FlashstreamServer) -> None:
@@ -179,7 +180,7 @@ def test_late_joiner_decodes_its_first_frame_within_a_second(server: Flashstream
     assert code == 0 and err == "", err
     assert any(line.startswith("0,") for line in out.splitlines())
     assert elapsed < 1.0, f"first frame took {elapsed:.2f}s"
-    finish(publisher, timeout=30)
+    stop_process(publisher)
 
 
 def test_ffprobe_sees_the_published_resolution_and_codecs(server: FlashstreamServer) -> None:
@@ -200,7 +201,7 @@ def test_ffprobe_sees_the_published_resolution_and_codecs(server: FlashstreamSer
     assert (streams["video"]["width"], streams["video"]["height"]) == (640, 360)
     assert streams["audio"]["codec_name"] == "aac"
     assert int(streams["audio"]["sample_rate"]) == 44100
-    finish(publisher, timeout=30)
+    stop_process(publisher)
 
 
 def test_second_publisher_of_a_name_gets_badname_and_first_goes_on(
@@ -219,7 +220,7 @@ def test_second_publisher_of_a_name_gets_badname_and_first_goes_on(
     assert "already being published" in err or "BadName" in err, err
     video, audio, err = decode_frames(server.url("live", "taken"), 2)
     assert err == "" and video >= 30 and audio >= 50
-    finish(first, timeout=30)
+    stop_process(first)
 
 
 def test_garbage_peer_is_dropped_and_others_are_unaffected(server: FlashstreamServer) -> None:
@@ -260,7 +261,7 @@ def test_garbage_peer_is_dropped_and_others_are_unaffected(server: FlashstreamSe
     code, out, err = finish(player, timeout=30)
     assert code == 0 and err == "", err
     assert sum(1 for line in out.splitlines() if line.startswith("0,")) >= 45
-    finish(publisher, timeout=30)
+    stop_process(publisher)
 
 
 def test_sigterm_says_goodbye_to_players(tmp_path: Path) -> None:
@@ -292,4 +293,4 @@ def test_sigterm_says_goodbye_to_players(tmp_path: Path) -> None:
         assert code == 0 and err == "", err
         assert any(line.startswith("0,") for line in out.splitlines())
         assert "Dropping" in own.log_text() and "server shutting down" in own.log_text()
-        finish(publisher, timeout=20)
+        stop_process(publisher)
