@@ -77,6 +77,10 @@ class LiveApplication:
         self.hub.subscribe(self.name, name, stream)
         stream.add_cleanup(lambda: self.hub.unsubscribe(self.name, name, stream))
 
+    def stream_length(self, client: object, name: str) -> float:
+        """Live streams have no length."""
+        return 0.0
+
     def disconnect(self, client: object) -> None:
         """Nothing to release beyond the streams' cleanups."""
 
@@ -136,6 +140,10 @@ class VodApplication:
         raise Rejected(
             "NetStream.Play.Failed", f"On-demand playback of {name} is not available yet."
         )
+
+    def stream_length(self, client: object, name: str) -> float:
+        """Not known until file playback exists."""
+        return 0.0
 
     def disconnect(self, client: object) -> None:
         """Nothing to release."""

@@ -50,5 +50,23 @@ class IStreamApplication(Interface):
     def play(client: object, stream: NetStream, name: str, start: float) -> None:
         """Start playing ``name`` on ``stream``; raise ``Rejected`` to refuse."""
 
+    def stream_length(client: object, name: str) -> float:
+        """Seconds of ``name`` for ``getStreamLength`` (0 for live streams)."""
+
     def disconnect(client: object) -> None:
         """The client went away (always called once per accepted client)."""
+
+
+class IPlayback(Interface):
+    """Controls a NetStream that plays something seekable (a file).
+
+    An application sets ``stream.playback`` in ``play``; the adapter then
+    routes the player's ``pause`` and ``seek`` commands here instead of
+    applying live-stream behaviour.
+    """
+
+    def pause(paused: bool, position: float) -> None:
+        """``pause(flag, ms)``: stop or resume sending (Pause.Notify/Unpause.Notify)."""
+
+    def seek(position: float) -> None:
+        """``seek(ms)``: continue from the keyframe at or before ``position``."""

@@ -342,7 +342,9 @@ class RTMPServerProtocol(Protocol):
         connection = self.connection
 
         def start() -> None:
-            connection.start_play(event.stream_id, event.name, reset=event.reset, recorded=False)
+            connection.start_play(
+                event.stream_id, event.name, reset=event.reset, recorded=stream.recorded
+            )
 
         stream.pending_start = start
         try:
@@ -397,6 +399,9 @@ class RTMPServerProtocol(Protocol):
         stream = self.streams.get(event.stream_id)
         if stream is None:
             return
+        if stream.playback is not None:
+            stream.playback.pause(event.paused, event.position)
+            return
         if event.paused:
             stream.pause()
             code, text = "NetStream.Pause.Notify", "Paused live"
@@ -405,13 +410,27 @@ class RTMPServerProtocol(Protocol):
             code, text = "NetStream.Unpause.Notify", "Unpaused live"
         self.connection.send_status(event.stream_id, "status", code, f"{text} {stream.name}.")
 
+    def _on_seek(self, event: ev.SeekRequested) -> None:
+        assert self.connection is not None
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            return
+        if stream.playback is not None:
+            stream.playback.seek(event.position)
+            return
+        self.connection.send_status(
+            event.stream_id, "warning", "NetStream.Seek.Failed", "Live streams cannot seek."
+        )
+
     def _on_call(self, event: ev.CallReceived) -> None:
         assert self.connection is not None
         command = event.command
         if command.name in ("_result", "_error") or command.transaction_id <= 0:
             return
-        if command.name == "getStreamLength":
-            self.connection.send_result(command.transaction_id, None, 0.0)
+        if command.name == "getStreamLength" and self.app is not None:
+            name = command.arguments[0] if command.arguments else ""
+            length = self.app.stream_length(self, name if isinstance(name, str) else "")
+            self.connection.send_result(command.transaction_id, None, float(length))
             return
         self.connection.send_error(
             command.transaction_id, f"Method {command.name!r} is not available."
@@ -428,5 +447,6 @@ class RTMPServerProtocol(Protocol):
         ev.DataReceived: _on_data,
         ev.ReceiveMediaToggled: _on_receive_toggle,
         ev.PauseRequested: _on_pause,
+        ev.SeekRequested: _on_seek,
         ev.CallReceived: _on_call,
     }

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from .interfaces import ISubscriber
+from .interfaces import IPlayback, ISubscriber
 from .rtmp import media
 from .rtmp import messages as msg
 from .rtmp.connection import ServerConnection
@@ -52,6 +52,10 @@ class NetStream:
         self.backlog_full: Callable[[], bool] = lambda: False
         self.messages_out = 0
         self.frames_dropped = 0
+        #: Set by an application playing something seekable (a file).
+        self.playback: IPlayback | None = None
+        #: True for recorded content: play replies start with StreamIsRecorded.
+        self.recorded = False
         #: Sends the play replies (Play.Reset, Play.Start...) before anything
         #: else reaches the player; set by the adapter while ``play`` runs.
         self.pending_start: Callable[[], None] | None = None
@@ -74,6 +78,8 @@ class NetStream:
         cleanups, self._cleanups = self._cleanups, []
         self.media_sink = None
         self.metadata_sink = None
+        self.playback = None
+        self.recorded = False
         for cleanup in reversed(cleanups):
             try:
                 cleanup()
