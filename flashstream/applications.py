@@ -11,8 +11,10 @@ files under the media root.  Plugins provide more through
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.plugin import IPlugin, getPlugins
 from zope.interface import implementer
@@ -22,6 +24,10 @@ from .hub import StreamBusy, StreamHub
 from .interfaces import IStreamApplication
 from .rtmp.messages import Message
 from .streams import NetStream
+from .vod.source import MediaError, MediaSource, SourceCache
+
+if TYPE_CHECKING:
+    from .vod.recorder import Recordings
 
 
 @attrs.frozen
@@ -41,10 +47,13 @@ class LiveApplication:
 
     _log = Logger()
 
-    def __init__(self, config: ApplicationConfig, hub: StreamHub) -> None:
+    def __init__(
+        self, config: ApplicationConfig, hub: StreamHub, recordings: Recordings | None = None
+    ) -> None:
         self.name = config.name
         self.config = config
         self.hub = hub
+        self.recordings = recordings
 
     def connect(self, client: object) -> None:
         """Everyone may connect."""
@@ -53,6 +62,14 @@ class LiveApplication:
         """Publish ``name`` through the hub; a name in use is a BadName."""
         if not name:
             raise Rejected("NetStream.Publish.BadName", "An empty stream name cannot be published.")
+        record = self.config.record
+        wants = publish_type in ("record", "append")
+        if wants and record == "off":
+            raise Rejected("NetStream.Publish.Denied", f"{self.name} does not record streams.")
+        recorder = None
+        if (wants or record == "all") and self.recordings is not None:
+            if self.recordings.path_for(self.name, name) is None:
+                raise Rejected("NetStream.Publish.BadName", f"{name} cannot be recorded.")
         try:
             publication = self.hub.publish(self.name, name, client)
         except StreamBusy:
@@ -60,15 +77,26 @@ class LiveApplication:
                 "NetStream.Publish.BadName", f"{name} is already being published."
             ) from None
 
+        stream.add_cleanup(lambda: self.hub.unpublish(publication))
+        recordings = self.recordings
+        if (wants or record == "all") and recordings is not None:
+            recorder = recordings.start(self.name, name, append=publish_type == "append")
+            stream.add_cleanup(lambda: recordings.finish(recorder))
+            self._log.info("Recording {app}/{name} into {path}", app=self.name, name=name,
+                           path=str(recorder.path))
+
         def feed(message: Message) -> None:
             self.hub.feed(publication, message)
+            if recorder is not None:
+                recorder.write(message)
 
         def set_metadata(message: Message) -> None:
             self.hub.set_metadata(publication, message)
+            if recorder is not None:
+                recorder.write(message)
 
         stream.media_sink = feed
         stream.metadata_sink = set_metadata
-        stream.add_cleanup(lambda: self.hub.unpublish(publication))
 
     def play(self, client: object, stream: NetStream, name: str, start: float) -> None:
         """Subscribe to ``name``; wait for its publisher if so configured."""
@@ -118,12 +146,25 @@ def resolve_media_path(root: Path, name: str) -> Path | None:
 
 @implementer(IStreamApplication)
 class VodApplication:
-    """Play files under the media root (playback itself: see the VOD issue)."""
+    """Play FLV and MP4-family files under the media root (see ``flashstream.vod``)."""
 
-    def __init__(self, config: ApplicationConfig, media_root: Path) -> None:
+    _log = Logger()
+
+    def __init__(
+        self,
+        config: ApplicationConfig,
+        media_root: Path,
+        *,
+        reactor: IReactorTime | None = None,
+        cache: SourceCache | None = None,
+    ) -> None:
         self.name = config.name
         self.config = config
         self.media_root = media_root
+        #: The timers' reactor (None: the playing connection's factory's).
+        self.reactor = reactor
+        #: Indexes of recently played files, shared by all their viewers.
+        self.cache = cache if cache is not None else SourceCache()
 
     def connect(self, client: object) -> None:
         """Everyone may connect."""
@@ -132,30 +173,64 @@ class VodApplication:
         """Files are not published into ``vod``."""
         raise Rejected("NetStream.Publish.Denied", f"{self.name} is a play-only application.")
 
-    def play(self, client: object, stream: NetStream, name: str, start: float) -> None:
-        """A missing file is StreamNotFound; file playback is not built yet."""
+    def source(self, name: str) -> MediaSource:
+        """The indexed file ``name`` plays; Rejected if missing or unplayable."""
         path = resolve_media_path(self.media_root, name)
         if path is None or not path.is_file():
             raise Rejected("NetStream.Play.StreamNotFound", f"{name} was not found.")
-        raise Rejected(
-            "NetStream.Play.Failed", f"On-demand playback of {name} is not available yet."
+        try:
+            return self.cache.get(path)
+        except (MediaError, OSError) as error:
+            self._log.warn("Cannot play {path}: {error}", path=str(path), error=str(error))
+            raise Rejected("NetStream.Play.Failed", f"{name} cannot be played.") from None
+
+    def _maybe_source(self, name: str) -> MediaSource | None:
+        try:
+            return self.source(name)
+        except Rejected:
+            return None
+
+    def play(self, client: object, stream: NetStream, name: str, start: float) -> None:
+        """Play ``name`` from ``start`` ms (negative: from the beginning; -1000: live only)."""
+        if start == -1000:
+            raise Rejected("NetStream.Play.StreamNotFound", f"{name} is not a live stream.")
+        source = self.source(name)
+        from .vod.player import VodPlayer
+
+        reactor = self.reactor
+        if reactor is None:
+            reactor = cast(Any, client).factory.reactor
+        player = VodPlayer(
+            stream, source, cast(IReactorTime, reactor), name=name,
+            open_source=self._maybe_source,
         )
+        stream.recorded = True
+        stream.playback = player
+        stream.add_cleanup(player.close)
+        player.start(start, stream.play_duration)
 
     def stream_length(self, client: object, name: str) -> float:
-        """Not known until file playback exists."""
-        return 0.0
+        """The file's duration in seconds (0 if it cannot be played)."""
+        source = self._maybe_source(name)
+        return source.duration if source is not None else 0.0
 
     def disconnect(self, client: object) -> None:
-        """Nothing to release."""
+        """Nothing to release (streams close their players)."""
 
 
 def builtin_application(
-    config: ApplicationConfig, hub: StreamHub, media_root: Path
+    config: ApplicationConfig,
+    hub: StreamHub,
+    media_root: Path,
+    *,
+    reactor: IReactorTime | None = None,
+    recordings: Recordings | None = None,
+    cache: SourceCache | None = None,
 ) -> IStreamApplication:
     """Make the built-in application of ``config.kind``."""
     if config.kind == "vod":
-        return VodApplication(config, media_root)
-    return LiveApplication(config, hub)
+        return VodApplication(config, media_root, reactor=reactor, cache=cache)
+    return LiveApplication(config, hub, recordings)
 
 
 class IApplicationPlugin(IPlugin):

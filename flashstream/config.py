@@ -20,6 +20,10 @@ from .rtmp.limits import Limits
 
 #: The kinds of application flashstream knows how to serve.
 APPLICATION_KINDS = ("live", "vod")
+#: What a ``live`` application records: ``client`` (publishes of type
+#: record/append), ``all`` (every publish) or ``off`` (none; record/append
+#: publishes are refused).
+RECORD_MODES = ("client", "all", "off")
 
 DEFAULT_RTMP = ("tcp:1935",)
 DEFAULT_RTMPS = ("ssl:443",)
@@ -39,6 +43,8 @@ class ApplicationConfig:
     #: For ``live``: a player of a stream not yet published waits for it
     #: (True) or gets NetStream.Play.StreamNotFound at once (False).
     wait_for_publisher: bool = True
+    #: One of :data:`RECORD_MODES`.
+    record: str = "client"
 
 
 @attrs.frozen
@@ -104,7 +110,7 @@ def _applications(table: dict[str, Any]) -> tuple[ApplicationConfig, ...]:
     for name, spec in table.items():
         if not isinstance(spec, dict):
             raise ConfigError(f"applications.{name} must be a table")
-        unknown = set(spec) - {"kind", "wait_for_publisher"}
+        unknown = set(spec) - {"kind", "wait_for_publisher", "record"}
         if unknown:
             raise ConfigError(f"applications.{name}: unknown keys {sorted(unknown)}")
         kind = spec.get("kind", "live")
@@ -115,7 +121,12 @@ def _applications(table: dict[str, Any]) -> tuple[ApplicationConfig, ...]:
         wait = spec.get("wait_for_publisher", True)
         if not isinstance(wait, bool):
             raise ConfigError(f"applications.{name}.wait_for_publisher must be true or false")
-        apps[name] = ApplicationConfig(name, kind, wait)
+        record = spec.get("record", "client")
+        if record not in RECORD_MODES:
+            raise ConfigError(
+                f"applications.{name}.record must be one of {RECORD_MODES}, not {record!r}"
+            )
+        apps[name] = ApplicationConfig(name, kind, wait, record)
     return tuple(apps.values())
 
 

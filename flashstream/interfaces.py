@@ -70,3 +70,14 @@ class IPlayback(Interface):
 
     def seek(position: float) -> None:
         """``seek(ms)``: continue from the keyframe at or before ``position``."""
+
+
+class ISwitchablePlayback(IPlayback):
+    """Playback that can also switch files (``play2``, multi-bitrate).
+
+    The adapter routes ``play2`` here when ``stream.playback`` provides it,
+    and answers NetStream.Play.Failed otherwise.
+    """
+
+    def play2(options: dict[str, object]) -> None:
+        """``play2({streamName, oldStreamName, start, len, offset, transition})``."""

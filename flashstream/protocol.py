@@ -32,7 +32,7 @@ from zope.interface import implementer
 
 from .applications import Rejected
 from .hub import StreamHub
-from .interfaces import IStreamApplication
+from .interfaces import IStreamApplication, ISwitchablePlayback
 from .rtmp import events as ev
 from .rtmp.connection import ServerConnection, StreamMode
 from .rtmp.errors import RemoteProtocolError
@@ -347,6 +347,7 @@ class RTMPServerProtocol(Protocol):
             )
 
         stream.pending_start = start
+        stream.play_duration = event.duration
         try:
             self.app.play(self, stream, event.name, event.start)
         except Rejected as rejected:
@@ -422,6 +423,23 @@ class RTMPServerProtocol(Protocol):
             event.stream_id, "warning", "NetStream.Seek.Failed", "Live streams cannot seek."
         )
 
+    def _on_play2(self, event: ev.Play2Requested) -> None:
+        assert self.connection is not None
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            return
+        if ISwitchablePlayback.providedBy(stream.playback):
+            cast(ISwitchablePlayback, stream.playback).play2(event.options)
+            return
+        self.connection.send_status(
+            event.stream_id, "error", "NetStream.Play.Failed", "play2 needs a file being played."
+        )
+
+    def _on_buffer_length(self, event: ev.BufferLengthSet) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.buffer_ms = event.buffer_ms
+
     def _on_call(self, event: ev.CallReceived) -> None:
         assert self.connection is not None
         command = event.command
@@ -448,5 +466,7 @@ class RTMPServerProtocol(Protocol):
         ev.ReceiveMediaToggled: _on_receive_toggle,
         ev.PauseRequested: _on_pause,
         ev.SeekRequested: _on_seek,
+        ev.Play2Requested: _on_play2,
+        ev.BufferLengthSet: _on_buffer_length,
         ev.CallReceived: _on_call,
     }

@@ -59,6 +59,10 @@ class NetStream:
         #: Sends the play replies (Play.Reset, Play.Start...) before anything
         #: else reaches the player; set by the adapter while ``play`` runs.
         self.pending_start: Callable[[], None] | None = None
+        #: The player's buffer length (SetBufferLength), in ms; 0 = not told.
+        self.buffer_ms = 0
+        #: The ``duration`` argument of the current ``play`` (ms; negative: all).
+        self.play_duration = -1.0
 
     def ensure_started(self) -> None:
         """Send the pending play replies, once, before any media."""
@@ -66,6 +70,10 @@ class NetStream:
         if start is not None:
             start()
             self._flush()
+
+    def flush(self) -> None:
+        """Write what the connection has queued (after status messages)."""
+        self._flush()
 
     # -- lifecycle ---------------------------------------------------------
 

@@ -27,7 +27,10 @@ from .applications import builtin_application, load_plugins
 from .config import Config, ConfigError, load_config
 from .hub import StreamHub
 from .interfaces import IStreamApplication
+from .download import MediaDownload
 from .protocol import RTMPServerFactory
+from .vod.recorder import Recordings
+from .vod.source import SourceCache
 from .web import WebRoot
 
 
@@ -167,15 +170,24 @@ class NotYetService(Service):
 class FlashstreamService(MultiService):
     """The whole server: its hub, its RTMP factory and its listeners."""
 
-    def __init__(self, hub: StreamHub, rtmp_factory: RTMPServerFactory, web_root: WebRoot) -> None:
+    def __init__(
+        self,
+        hub: StreamHub,
+        rtmp_factory: RTMPServerFactory,
+        web_root: WebRoot,
+        recordings: Recordings | None = None,
+    ) -> None:
         super().__init__()
         self.hub = hub
         self.rtmp_factory = rtmp_factory
         self.web_root = web_root
+        self.recordings = recordings
 
     def stopService(self) -> Deferred[None]:
-        """Tell every client goodbye, then stop the listeners."""
+        """Tell every client goodbye, finish recordings, then stop the listeners."""
         self.rtmp_factory.shutdown()
+        if self.recordings is not None:
+            self.recordings.finish_all()
         return cast("Deferred[None]", super().stopService())
 
 
@@ -187,8 +199,18 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         reactor = global_reactor
     config: Config = options["flashstream-config"]
     hub = StreamHub()
+    recordings = Recordings(config.recordings)
+    cache = SourceCache()
     applications: dict[str, IStreamApplication] = {
-        app.name: builtin_application(app, hub, config.media_root) for app in config.applications
+        app.name: builtin_application(
+            app,
+            hub,
+            config.media_root,
+            reactor=cast(IReactorTime, reactor),
+            recordings=recordings,
+            cache=cache,
+        )
+        for app in config.applications
     }
     for plugin_app in load_plugins(hub, config.media_root):
         applications[plugin_app.name] = plugin_app
@@ -200,9 +222,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         chunk_size=config.chunk_size,
     )
     web_root = WebRoot()
+    web_root.mount("vod", MediaDownload(config.media_root).app.resource())
     site = Site(web_root)
     site.noisy = False
-    parent = FlashstreamService(hub, factory, web_root)
+    parent = FlashstreamService(hub, factory, web_root, recordings)
     for description in config.rtmp:
         ListenerService(reactor, description, factory, "--rtmp", "rtmp").setServiceParent(parent)
     for description in config.http:

@@ -38,6 +38,7 @@ from .events import (
     MediaReceived,
     PauseRequested,
     PingAnswered,
+    Play2Requested,
     PlayRequested,
     PublishRequested,
     ReceiveMediaToggled,
@@ -432,6 +433,12 @@ class ServerConnection:
     def _on_seek(self, stream_id: int, command: cmd.Command, events: list[Event]) -> None:
         events.append(SeekRequested(stream_id, _number(command.arguments, 0, 0.0)))
 
+    def _on_play2(self, stream_id: int, command: cmd.Command, events: list[Event]) -> None:
+        options = command.arguments[0] if command.arguments else None
+        if not isinstance(options, dict):
+            raise CommandError("play2 without a NetStreamPlayOptions object")
+        events.append(Play2Requested(stream_id, dict(options)))
+
     # -- replies for the caller ---------------------------------------------
 
     def accept_connect(self, transaction_id: float, **extra_info: object) -> list[Event]:
@@ -526,6 +533,29 @@ class ServerConnection:
         self.send_status(
             stream_id, "status", "NetStream.Play.Stop", f"Stopped playing {name}.", details=name
         )
+
+    def complete_play(self, stream_id: int, name: str, *, duration: float, size: int) -> None:
+        """Recorded playback reached its end: StreamEOF, Play.Complete, Play.Stop."""
+        if self._streams.get(stream_id) is StreamMode.PLAYING:
+            self._streams[stream_id] = StreamMode.IDLE
+        self.send_control(msg.StreamEOF(stream_id))
+        self.send_play_status(
+            stream_id, "NetStream.Play.Complete", duration=float(duration), bytes=float(size)
+        )
+        self.send_status(
+            stream_id, "status", "NetStream.Play.Stop", f"Stopped playing {name}.", details=name
+        )
+
+    def resume_play(self, stream_id: int) -> None:
+        """The stream plays again (a seek after the end of a file)."""
+        self._require_stream(stream_id)
+        self._streams[stream_id] = StreamMode.PLAYING
+
+    def send_play_status(self, stream_id: int, code: str, **extra: object) -> None:
+        """Queue an ``onPlayStatus`` data message (Play.Complete, Play.TransitionComplete)."""
+        info = status_info("status", code, "", **extra)
+        del info["description"]
+        self.send_data(stream_id, cmd.DataMessage("onPlayStatus", (info,)))
 
     def _require_stream(self, stream_id: int) -> None:
         if stream_id not in self._streams:
@@ -634,6 +664,7 @@ _NETSTREAM_COMMANDS: dict[str, _Handler] = {
     "receiveVideo": ServerConnection._on_receive_media,
     "pause": ServerConnection._on_pause,
     "seek": ServerConnection._on_seek,
+    "play2": ServerConnection._on_play2,
     "FCPublish": ServerConnection._on_courtesy,
     "FCUnpublish": ServerConnection._on_courtesy,
 }

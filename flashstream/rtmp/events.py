@@ -140,6 +140,15 @@ class SeekRequested:
 
 
 @attrs.frozen
+class Play2Requested:
+    """``play2(0, null, {streamName, oldStreamName, start, len, offset, transition})``."""
+
+    stream_id: int
+    #: The NetStreamPlayOptions object as the client sent it.
+    options: dict[str, object]
+
+
+@attrs.frozen
 class BufferLengthSet:
     """User control SetBufferLength from a player."""
 
@@ -177,6 +186,7 @@ Event = Union[
     ReceiveMediaToggled,
     PauseRequested,
     SeekRequested,
+    Play2Requested,
     BufferLengthSet,
     PingAnswered,
     CallReceived,

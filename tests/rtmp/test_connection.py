@@ -635,12 +635,12 @@ def test_unknown_calls(make_pair: PairFactory) -> None:
     stream_id = pair.create_stream()
     pair.client.call("getStreamLength", 3, "cam")
     pair.client.call("_checkbw", 4)
-    pair.client.command("play2", 0, None, {"streamName": "x"}, stream_id=stream_id)
+    pair.client.command("setQuality", 0, None, {"streamName": "x"}, stream_id=stream_id)
     pair.client.call("publish", 5, "oops")  # a NetStream command on stream 0
     assert pair.to_server() == [
         CallReceived(0, cmd.Command("getStreamLength", 3.0, None, ("cam",))),
         CallReceived(0, cmd.Command("_checkbw", 4.0, None)),
-        CallReceived(stream_id, cmd.Command("play2", 0.0, None, ({"streamName": "x"},))),
+        CallReceived(stream_id, cmd.Command("setQuality", 0.0, None, ({"streamName": "x"},))),
         CallReceived(0, cmd.Command("publish", 5.0, None, ("oops",))),
     ]
     assert pair.server.data_to_send() == b""
