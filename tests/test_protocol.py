@@ -596,8 +596,8 @@ class ConnectTests(ProtocolTestCase):
         peer.play("../../etc/passwd", app="vod")
         self.assertEqual(peer.client.status_codes(), ["NetStream.Play.StreamNotFound"])
 
-    def test_vod_existing_file_not_available(self) -> None:
-        """An existing file answers Play.Failed until VOD playback exists."""
+    def test_vod_existing_file_not_media(self) -> None:
+        """An existing file that is not playable media answers Play.Failed."""
         peer = self.peer()
         peer.play("exists", app="vod")
         self.assertEqual(peer.client.status_codes(), ["NetStream.Play.Failed"])
