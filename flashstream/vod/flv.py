@@ -147,7 +147,9 @@ def scan_tags(handle: BinaryIO, start: int, file_size: int, limit: int | None = 
             if media.is_video_sequence_header(first):
                 body = first + handle.read(size - len(first))
             else:
-                keyframe = media.is_keyframe(first)
+                # an AVC/HEVC end-of-sequence (packet type 2) is not a place to start
+                ends = len(first) > 1 and first[0] & 0x0F in (7, 12) and first[1] == 2
+                keyframe = media.is_keyframe(first) and not ends
         elif type_id == AUDIO and size >= 2:
             first = handle.read(2)
             if media.is_audio_sequence_header(first):
