@@ -25,9 +25,9 @@ from twisted.web.server import Site
 
 from .applications import builtin_application, load_plugins
 from .config import Config, ConfigError, load_config
+from .download import MediaDownload
 from .hub import StreamHub
 from .interfaces import IStreamApplication
-from .download import MediaDownload
 from .protocol import RTMPServerFactory
 from .vod.recorder import Recordings
 from .vod.source import SourceCache

@@ -65,11 +65,11 @@ class DownloadTests(SynchronousTestCase):
         content = response.content()
         self.pump()
         body = self.successResultOf(content)
-        headers = response.headers.copy()
+        found: Any = response.headers.copy()
         if method != "HEAD" and isinstance(response.length, int):
             # the HTTP client keeps Content-Length out of the headers
-            headers.setRawHeaders("content-length", [str(response.length)])
-        return response.code, headers, body
+            found.setRawHeaders("content-length", [str(response.length)])
+        return response.code, found, body
 
     def pump(self) -> None:
         """Run the file producers and move the bytes until nothing is left to do."""

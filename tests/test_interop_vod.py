@@ -14,6 +14,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -26,9 +27,7 @@ from .interop_kit import (
     ffmpeg_publish_args,
     finish,
     require_tool,
-    running_server,
     start,
-    stop_process,
 )
 from .vod_media import DURATION, copy_media, media_dir
 
@@ -83,7 +82,8 @@ def decode(path_or_url: str, *extra: str) -> tuple[int, int]:
     code, out, err = finish(start(args), timeout=60)
     assert code == 0 and err == "", err
     lines = out.splitlines()
-    return sum(line.startswith("0,") for line in lines), sum(line.startswith("1,") for line in lines)
+    video = sum(line.startswith("0,") for line in lines)
+    return video, sum(line.startswith("1,") for line in lines)
 
 
 def rtmpdump(server: FlashstreamServer, target: Path, *args: str) -> None:
@@ -204,7 +204,7 @@ def publish_clip(port: int, name: str, seconds: float, kind: str) -> RealSocketC
     while not peer.client.results(txn):
         peer.client.receive(peer.sock.recv(65536))
         peer.flush()
-    stream_id = int(peer.client.result(txn).arguments[0])  # type: ignore[arg-type]
+    stream_id = int(cast(float, peer.client.result(txn).arguments[0]))
     peer.client.publish(stream_id, name, kind)
     peer.until("NetStream.Publish.Start")
     source = FlvSource.scan(media_dir() / "clip.flv")
@@ -212,7 +212,8 @@ def publish_clip(port: int, name: str, seconds: float, kind: str) -> RealSocketC
         peer.client.send_message(Message(header.type_id, stream_id, 0, header.payload), 6)
     reader = source.open(source.seek_point(0))
     while (frame := reader.read()) is not None and frame.timestamp < seconds * 1000:
-        peer.client.send_message(Message(frame.type_id, stream_id, frame.timestamp, frame.payload), 6)
+        message = Message(frame.type_id, stream_id, frame.timestamp, frame.payload)
+        peer.client.send_message(message, 6)
     peer.flush()
     return peer
 
@@ -239,7 +240,9 @@ def test_record_by_scripted_client_then_play(server: FlashstreamServer, media: P
     assert video == 150
 
 
-def test_record_all_with_ffmpeg_and_killed_publisher(server: FlashstreamServer, media: Path) -> None:
+def test_record_all_with_ffmpeg_and_killed_publisher(
+    server: FlashstreamServer, media: Path
+) -> None:
     """record = "all": a live ffmpeg publish is recorded; also when ffmpeg is killed midway."""
     mark = server.mark()
     publisher = start(ffmpeg_publish_args(server.url("live", "whole"), seconds=4))

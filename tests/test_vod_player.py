@@ -198,7 +198,9 @@ class ControlTests(VodTestCase):
         self.assertEqual(peer.client.controls(), [msg.StreamEOF(1), msg.StreamBegin(1)])
         media = peer.client.media()
         self.assertEqual(media[0].type_id, MessageType.DATA_AMF0)
-        self.assertEqual([m.payload[:2] for m in media[1:4]], [b"\x17\x00", b"\xaf\x00", b"\x17\x01"])
+        self.assertEqual(
+            [m.payload[:2] for m in media[1:4]], [b"\x17\x00", b"\xaf\x00", b"\x17\x01"]
+        )
         self.assertEqual([m.timestamp for m in media[:4]], [9600] * 4)
         self.assertLessEqual(max(m.timestamp for m in media), 9600 + 3000)
         self.run_for(peer, 2.0)
@@ -319,4 +321,5 @@ class ControlTests(VodTestCase):
         self.assertEqual(
             peer.client.status_codes(), ["NetStream.Seek.Notify", "NetStream.Play.Start"]
         )
-        self.assertEqual(self.frames(peer)[0].timestamp, self.vod.source("mp4:tone.m4a").seek_point(2500).time)
+        point = self.vod.source("mp4:tone.m4a").seek_point(2500)
+        self.assertEqual(self.frames(peer)[0].timestamp, point.time)

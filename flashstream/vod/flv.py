@@ -119,7 +119,9 @@ class TagInfo:
     body: bytes | None
 
 
-def scan_tags(handle: BinaryIO, start: int, file_size: int, limit: int | None = None) -> list[TagInfo]:
+def scan_tags(
+    handle: BinaryIO, start: int, file_size: int, limit: int | None = None
+) -> list[TagInfo]:
     """Walk the complete tags from ``start`` (reading headers, seeking over bodies).
 
     Bodies are read for script data (up to ``MAX_METADATA_SIZE``) and codec

@@ -134,13 +134,14 @@ class Mp4Source:
                     is_video = packet.stream is video_stream
                     flags = (_VIDEO if is_video else 0) | (_KEY if packet.is_keyframe else 0)
                     # video first at equal times: a seek lands on the keyframe
-                    rows.append((dts, 0 if is_video else 1, pts - dts, packet.pos, packet.size, flags))
+                    order = 0 if is_video else 1
+                    rows.append((dts, order, pts - dts, packet.pos, packet.size, flags))
             except av.FFmpegError as error:
                 raise MediaError(f"cannot demux: {error}") from None
             duration = (container.duration or 0) / 1_000_000
             properties: dict[str, object] = {"duration": duration, "canSeekToEnd": True}
             if video_stream is not None:
-                codec = video_stream.codec_context
+                codec: Any = video_stream.codec_context
                 properties.update(
                     width=float(codec.width), height=float(codec.height), videocodecid=7.0
                 )

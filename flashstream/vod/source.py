@@ -64,13 +64,21 @@ class FrameReader(Protocol):
 class MediaSource(Protocol):
     """A playable file's shared facts."""
 
-    path: Path
-    #: Seconds.
-    duration: float
-    #: The payload of the ``onMetaData`` data message to send, if any.
-    metadata: bytes | None
-    #: Codec sequence headers (video first) to send before the first frame.
-    headers: tuple[Frame, ...]
+    @property
+    def path(self) -> Path:
+        """The file."""
+
+    @property
+    def duration(self) -> float:
+        """Seconds."""
+
+    @property
+    def metadata(self) -> bytes | None:
+        """The payload of the ``onMetaData`` data message to send, if any."""
+
+    @property
+    def headers(self) -> tuple[Frame, ...]:
+        """Codec sequence headers (video first) to send before the first frame."""
 
     def seek_point(self, time_ms: int) -> SeekPoint:
         """The keyframe at or before ``time_ms`` (the first one if none)."""
