@@ -83,8 +83,10 @@ class DownloadTests(SynchronousTestCase):
     def header(self, headers: Any, name: str) -> str | None:
         """One response header as text."""
         values = headers.getRawHeaders(name)
-        return values[0].decode() if values and isinstance(values[0], bytes) else (
-            values[0] if values else None
+        return (
+            values[0].decode()
+            if values and isinstance(values[0], bytes)
+            else (values[0] if values else None)
         )
 
     def test_whole_file(self) -> None:
@@ -99,10 +101,12 @@ class DownloadTests(SynchronousTestCase):
 
     def test_content_types(self) -> None:
         """MP4 and MP3 files (in sub-folders too) have their media types."""
-        self.assertEqual(self.header(self.request("HEAD", "/vod/clip.mp4")[1], "content-type"),
-                         "video/mp4")
-        self.assertEqual(self.header(self.request("HEAD", "/vod/sub/a.mp3")[1], "content-type"),
-                         "audio/mpeg")
+        self.assertEqual(
+            self.header(self.request("HEAD", "/vod/clip.mp4")[1], "content-type"), "video/mp4"
+        )
+        self.assertEqual(
+            self.header(self.request("HEAD", "/vod/sub/a.mp3")[1], "content-type"), "audio/mpeg"
+        )
 
     def test_head(self) -> None:
         """HEAD answers the validators of GET and no body (curl checks its length)."""
@@ -195,7 +199,8 @@ class DownloadTests(SynchronousTestCase):
 
     def test_safe_media_path(self) -> None:
         """The resolver keeps paths under the root."""
-        self.assertEqual(safe_media_path(self.root, "sub/a.mp3"),
-                         (self.root / "sub" / "a.mp3").resolve())
+        self.assertEqual(
+            safe_media_path(self.root, "sub/a.mp3"), (self.root / "sub" / "a.mp3").resolve()
+        )
         for bad in ("../x", "/etc/passwd", "a/../../x", "", "a\0b", "link.flv"):
             self.assertIsNone(safe_media_path(self.root, bad), bad)

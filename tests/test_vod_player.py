@@ -282,9 +282,7 @@ class ControlTests(VodTestCase):
         switch_at = ((sent // 2400) + 1) * 2400
         hi = self.vod.source("clip_hi")
         media = self.media(peer)
-        header_index = next(
-            i for i, m in enumerate(media) if m.payload == hi.headers[0].payload
-        )
+        header_index = next(i for i, m in enumerate(media) if m.payload == hi.headers[0].payload)
         self.assertTrue(all(m.timestamp < switch_at for m in media[:header_index]))
         after = [m for m in media[header_index:] if m.type_id == MessageType.VIDEO]
         self.assertEqual((after[1].timestamp, after[1].payload[:2]), (switch_at, b"\x17\x01"))

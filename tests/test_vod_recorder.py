@@ -124,11 +124,13 @@ class RecordThroughLiveTests(ProtocolTestCase):
         if codes == ["NetStream.Publish.Start"]:
             peer.client.set_data_frame(peer.stream_id, METADATA)
             publish_clip(
-                lambda m: peer.client.send_message(
-                    Message(m.type_id, peer.stream_id, m.timestamp, m.payload), 6
-                )
-                if m.type_id != 18
-                else None,
+                lambda m: (
+                    peer.client.send_message(
+                        Message(m.type_id, peer.stream_id, m.timestamp, m.payload), 6
+                    )
+                    if m.type_id != 18
+                    else None
+                ),
                 3.0,
             )
             peer.pump()

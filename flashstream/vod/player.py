@@ -200,14 +200,20 @@ class VodPlayer:
             self.paused = True
             self._cancel()
             connection.send_status(
-                stream_id, "status", "NetStream.Pause.Notify", f"Pausing {self.name}.",
+                stream_id,
+                "status",
+                "NetStream.Pause.Notify",
+                f"Pausing {self.name}.",
                 details=self.name,
             )
             self.stream.flush()
             return
         was_paused, self.paused = self.paused, False
         connection.send_status(
-            stream_id, "status", "NetStream.Unpause.Notify", f"Unpausing {self.name}.",
+            stream_id,
+            "status",
+            "NetStream.Unpause.Notify",
+            f"Unpausing {self.name}.",
             details=self.name,
         )
         connection.send_control(msg.StreamBegin(stream_id))
@@ -244,12 +250,19 @@ class VodPlayer:
         )
         connection.send_control(msg.StreamBegin(stream_id))
         connection.send_status(
-            stream_id, "status", "NetStream.Play.Start", f"Started playing {self.name}.",
+            stream_id,
+            "status",
+            "NetStream.Play.Start",
+            f"Started playing {self.name}.",
             details=self.name,
         )
         self.stream.flush()
-        self._log.debug("Seek in {name} to {target} ms: keyframe at {keyframe} ms",
-                        name=self.name, target=target, keyframe=point.time)
+        self._log.debug(
+            "Seek in {name} to {target} ms: keyframe at {keyframe} ms",
+            name=self.name,
+            target=target,
+            keyframe=point.time,
+        )
         self._begin_at(point)
         if self.paused:
             self._show_keyframe()
@@ -299,8 +312,9 @@ class VodPlayer:
                 if point is None:
                     problem = f"{name} has no keyframe after {self.last_timestamp} ms."
         if problem is not None or source is None or point is None or not isinstance(name, str):
-            connection.send_status(stream_id, "error", "NetStream.Play.Failed", problem or "",
-                                   details=str(name))
+            connection.send_status(
+                stream_id, "error", "NetStream.Play.Failed", problem or "", details=str(name)
+            )
             self.stream.flush()
             return
         self._switch = (source, name, point)
@@ -313,8 +327,9 @@ class VodPlayer:
             reason="NetStream.Transition.Switch",
         )
         self.stream.flush()
-        self._log.info("play2 from {old} to {new} at {at} ms", old=self.name, new=name,
-                       at=point.time)
+        self._log.info(
+            "play2 from {old} to {new} at {at} ms", old=self.name, new=name, at=point.time
+        )
 
     def _do_switch(self) -> None:
         assert self._switch is not None

@@ -65,7 +65,8 @@ class FlvRecorder:
                 end, last = _complete_end(path)
             except (MediaError, OSError) as error:
                 self._log.warn(
-                    "Cannot append to {path} ({error}); recording it anew", path=str(path),
+                    "Cannot append to {path} ({error}); recording it anew",
+                    path=str(path),
                     error=str(error),
                 )
             else:
@@ -99,11 +100,13 @@ class FlvRecorder:
             if offset >= 2**31:  # before the first frame: clamp
                 offset = 0
         try:
-            _write_all(self._fd, encode_tag(message.type_id, self._start_ts + offset,
-                                            message.payload))
+            _write_all(
+                self._fd, encode_tag(message.type_id, self._start_ts + offset, message.payload)
+            )
         except OSError as error:
-            self._log.error("Recording {path} stopped: {error}", path=str(self.path),
-                            error=str(error))
+            self._log.error(
+                "Recording {path} stopped: {error}", path=str(self.path), error=str(error)
+            )
             self._close()
             return
         self.tags_written += 1
@@ -122,11 +125,11 @@ class FlvRecorder:
         try:
             finalize(self.path)
         except (MediaError, OSError) as error:
-            self._log.error("Could not index recording {path}: {error}", path=str(self.path),
-                            error=str(error))
+            self._log.error(
+                "Could not index recording {path}: {error}", path=str(self.path), error=str(error)
+            )
             return
-        self._log.info("Recorded {path} ({tags} tags)", path=str(self.path),
-                       tags=self.tags_written)
+        self._log.info("Recorded {path} ({tags} tags)", path=str(self.path), tags=self.tags_written)
 
 
 def _complete_end(path: Path) -> tuple[int, int]:
@@ -172,13 +175,20 @@ def finalize(path: Path) -> None:
         if not has_video:
             keys = []
             for tag in kept:
-                if tag.type_id == AUDIO and tag.body is None and (
-                    not keys or tag.timestamp - keys[-1].timestamp >= AUDIO_SEEK_INTERVAL
+                if (
+                    tag.type_id == AUDIO
+                    and tag.body is None
+                    and (not keys or tag.timestamp - keys[-1].timestamp >= AUDIO_SEEK_INTERVAL)
                 ):
                     keys.append(tag)
         media_times = [t.timestamp for t in kept if t.type_id != DATA]
-        for stale in ("duration", "filesize", "keyframes", "lasttimestamp",
-                      "lastkeyframetimestamp"):
+        for stale in (
+            "duration",
+            "filesize",
+            "keyframes",
+            "lasttimestamp",
+            "lastkeyframetimestamp",
+        ):
             properties.pop(stale, None)
         properties.update(
             duration=_duration_ms(kept) / 1000,
