@@ -82,8 +82,12 @@ class LiveApplication:
         if (wants or record == "all") and recordings is not None:
             recorder = recordings.start(self.name, name, append=publish_type == "append")
             stream.add_cleanup(lambda: recordings.finish(recorder))
-            self._log.info("Recording {app}/{name} into {path}", app=self.name, name=name,
-                           path=str(recorder.path))
+            self._log.info(
+                "Recording {app}/{name} into {path}",
+                app=self.name,
+                name=name,
+                path=str(recorder.path),
+            )
 
         def feed(message: Message) -> None:
             self.hub.feed(publication, message)
@@ -201,7 +205,10 @@ class VodApplication:
         if reactor is None:
             reactor = cast(Any, client).factory.reactor
         player = VodPlayer(
-            stream, source, cast(IReactorTime, reactor), name=name,
+            stream,
+            source,
+            cast(IReactorTime, reactor),
+            name=name,
             open_source=self._maybe_source,
         )
         stream.recorded = True
