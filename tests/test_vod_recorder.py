@@ -13,8 +13,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from flashstream.applications import LiveApplication
-from flashstream.config import ApplicationConfig
+from flashstream.config import ApplicationConfig, ConfigError, parse_config
 from flashstream.rtmp.messages import Message
 from flashstream.vod.flv import FlvSource, decode_metadata, parse_tag_header
 from flashstream.vod.recorder import FlvRecorder, Recordings
@@ -190,3 +192,12 @@ class RecordThroughLiveTests(ProtocolTestCase):
         assert metadata is not None
         self.assertIn("keyframes", metadata)
         self.assertLess(abs(float(metadata["duration"]) - 3.0), 0.1)  # type: ignore[arg-type]
+
+
+def test_record_setting_in_the_config() -> None:
+    """``record`` accepts client/all/off (client by default) and names the key otherwise."""
+    config = parse_config({"applications": {"live": {"record": "all"}, "tv": {}}})
+    modes = {app.name: app.record for app in config.applications}
+    assert modes["live"] == "all" and modes["tv"] == "client"
+    with pytest.raises(ConfigError, match="applications.live.record"):
+        parse_config({"applications": {"live": {"record": "sometimes"}}})
