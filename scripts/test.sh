@@ -6,14 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in ffmpeg ffprobe rtmpdump; do
+for tool in ffmpeg ffprobe rtmpdump curl; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg rtmpdump >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg rtmpdump curl >/dev/null
 fi
 
 python3 -m venv .venv
