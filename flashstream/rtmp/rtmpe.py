@@ -129,9 +129,9 @@ class DHKeyPair:
 
     @classmethod
     def from_private(cls, private: int) -> DHKeyPair:
-        """The key pair for a given private exponent (1 <= x < q)."""
-        if not 1 <= private < Q:
-            raise LocalProtocolError("a DH private exponent must be in [1, q)")
+        """The key pair for a given private exponent (any x >= 1)."""
+        if private < 1:
+            raise LocalProtocolError("a DH private exponent must be positive")
         return cls(private, pow(G, private, P).to_bytes(DH_KEY_SIZE, "big"))
 
     @classmethod
