@@ -48,6 +48,7 @@ __all__ = [
     "G",
     "P",
     "PLAIN",
+    "PRIVATE_KEY_SIZE",
     "Q",
     "RC4_DISCARD",
     "RTMPE_BLOWFISH",
@@ -83,6 +84,8 @@ G = 2
 Q = (P - 1) // 2
 #: Size of a public key and of the shared secret, in bytes.
 DH_KEY_SIZE = 128
+#: Random bytes drawn for a private exponent (256 bits).
+PRIVATE_KEY_SIZE = 32
 #: Keystream bytes each RC4 state throws away before its first use.
 RC4_DISCARD = 1536
 
@@ -114,10 +117,33 @@ def validate_public_key(value: int) -> None:
         raise HandshakeError(
             "RTMPE client Diffie-Hellman public key out of range (must be between 2 and p-2)"
         )
-    if pow(value, Q, P) != 1:
+    if _jacobi(value, P) != 1:
         raise HandshakeError(
             "RTMPE client Diffie-Hellman public key is not in the group (y^q mod p != 1)"
         )
+
+
+def _jacobi(a: int, n: int) -> int:
+    """
+    The Jacobi symbol (a/n) for odd n > 0.
+
+    For the prime p it is the Legendre symbol, which Euler's criterion makes
+    equal to a^((p-1)/2) mod p: so ``_jacobi(y, P) == 1`` is exactly
+    ``pow(y, Q, P) == 1`` for 0 < y < p, at a fraction of the cost of a
+    1023-bit exponentiation (a peer can make us check many keys).
+    """
+    a %= n
+    result = 1
+    while a:
+        while not a & 1:
+            a >>= 1
+            if n & 7 in (3, 5):
+                result = -result
+        a, n = n, a
+        if a & 3 == 3 and n & 3 == 3:
+            result = -result
+        a %= n
+    return result if n == 1 else 0
 
 
 @attrs.frozen(repr=False)
@@ -136,10 +162,16 @@ class DHKeyPair:
 
     @classmethod
     def generate(cls, random_bytes: Callable[[int], bytes]) -> DHKeyPair:
-        """A key pair from 128 injected random bytes."""
-        data = bytes(random_bytes(DH_KEY_SIZE))
-        if len(data) != DH_KEY_SIZE:
-            raise LocalProtocolError(f"random_bytes({DH_KEY_SIZE}) returned {len(data)} bytes")
+        """
+        A key pair from :data:`PRIVATE_KEY_SIZE` injected random bytes.
+
+        A 256-bit exponent is plenty for a 1024-bit group (and RTMPE is no
+        secret anyway) and makes the two exponentiations a handshake needs
+        about four times cheaper than a 1024-bit one.
+        """
+        data = bytes(random_bytes(PRIVATE_KEY_SIZE))
+        if len(data) != PRIVATE_KEY_SIZE:
+            raise LocalProtocolError(f"random_bytes({PRIVATE_KEY_SIZE}) returned {len(data)} bytes")
         return cls.from_private(int.from_bytes(data, "big") % (Q - 1) + 1)
 
 

@@ -33,6 +33,7 @@ from flashstream.rtmp.rtmpe import (
     BLOWFISH_KEYS,
     DH_KEY_SIZE,
     PLAIN,
+    PRIVATE_KEY_SIZE,
     RC4_DISCARD,
     XTEA_KEYS,
     DHKeyPair,
@@ -210,8 +211,11 @@ def test_server_draws_again_until_the_secret_layout_is_unambiguous() -> None:
     left-padded (GnuTLS) and right-padded (OpenSSL) layouts of the secret agree.
     """
     client = DHKeyPair.from_private(private_key("client"))
-    bad = private_key("server157")
-    draws = [(bad - 1).to_bytes(DH_KEY_SIZE, "big"), bytes(range(128))]
+    # A 256-bit private key whose secret with this client starts with 00.
+    bad = int.from_bytes(hashlib.sha256(b"short235").digest(), "big")
+    assert shared_secret(bad, client.public) >> 1016 == 0
+    # The first draw becomes the private key ``bad``, the second a fresh one.
+    draws = [(bad - 1).to_bytes(PRIVATE_KEY_SIZE, "big"), bytes(range(PRIVATE_KEY_SIZE))]
     pair, secret = server_key_exchange(client.public, lambda size: draws.pop(0))
     assert draws == []
     assert pair.private != bad
@@ -237,6 +241,20 @@ def test_key_pair_from_random_bytes_is_valid() -> None:
 def constant_bytes(value: int) -> Callable[[int], bytes]:
     """``random_bytes`` that always returns ``value`` bytes."""
     return lambda size: bytes([value]) * size
+
+
+def test_group_membership_check_is_eulers_criterion() -> None:
+    """The fast membership test agrees with y^q mod p == 1 on keys and non-keys."""
+    generator = random.Random(9)
+    values = [2, 3, 4, P - 2, P - 3] + [generator.randrange(2, P - 1) for _ in range(40)]
+    for value in values:
+        in_group = pow(value, Q, P) == 1
+        if in_group:
+            validate_public_key(value)
+        else:
+            with pytest.raises(HandshakeError, match="not in the group"):
+                validate_public_key(value)
+    assert any(pow(v, Q, P) == 1 for v in values) and any(pow(v, Q, P) != 1 for v in values)
 
 
 @pytest.mark.parametrize(
