@@ -143,6 +143,16 @@ CSID_AUDIO = 4
 CSID_VIDEO = 6
 CSID_SOURCE = 8
 
+#: rtmpdump's connect command object (plain or RTMPE).
+_LIBRTMP_PROPERTIES: dict[str, object] = {
+    "flashVer": "LNX 10,0,32,18",
+    "fpad": False,
+    "capabilities": 15.0,
+    "audioCodecs": 3191.0,
+    "videoCodecs": 252.0,
+    "videoFunction": 1.0,
+}
+
 #: What each kind of client puts in its connect command object (rtmp-protocol.md 7.1).
 _CONNECT_PROPERTIES: dict[str, dict[str, object]] = {
     "ffmpeg": {
@@ -154,14 +164,7 @@ _CONNECT_PROPERTIES: dict[str, dict[str, object]] = {
         "videoFunction": 1.0,
     },
     "ffmpeg_publish": {"type": "nonprivate", "flashVer": "FMLE/3.0 (compatible; Lavf61.1.100)"},
-    "librtmp_plain": {
-        "flashVer": "LNX 10,0,32,18",
-        "fpad": False,
-        "capabilities": 15.0,
-        "audioCodecs": 3191.0,
-        "videoCodecs": 252.0,
-        "videoFunction": 1.0,
-    },
+    "librtmp_plain": _LIBRTMP_PROPERTIES,
     "librtmp_swf": {
         "flashVer": "LNX 10,0,32,18",
         "swfUrl": "http://example.com/player.swf",
@@ -171,6 +174,9 @@ _CONNECT_PROPERTIES: dict[str, dict[str, object]] = {
         "videoCodecs": 252.0,
         "videoFunction": 1.0,
     },
+    "librtmp_rtmpe": _LIBRTMP_PROPERTIES,
+    "rtmpe_xtea": _LIBRTMP_PROPERTIES,
+    "rtmpe_blowfish": _LIBRTMP_PROPERTIES,
     "flash": {
         "flashVer": "WIN 11,0,1,152",
         "swfUrl": "http://example.com/player.swf",
@@ -239,9 +245,10 @@ class FlashClient:
             if c2 is None:
                 return []
             self._out.append(c2)
-            self._out.extend(self._held)
+            self._out.extend(self.handshake.encrypt(held) for held in self._held)
             self._held = []
             data = self.handshake.leftover
+        data = self.handshake.decrypt(data)
         received = [decode_received(m) for m in self.reader.receive_data(data)]
         self.received.extend(received)
         return received
@@ -257,14 +264,14 @@ class FlashClient:
         """Chunk ``message`` on ``csid`` and queue it."""
         data = self.writer.write(message, csid)
         if self.handshake_done:
-            self._out.append(data)
+            self._out.append(self.handshake.encrypt(data))
         else:
             self._held.append(data)
 
     def send_raw(self, data: bytes) -> None:
-        """Queue bytes as they are (garbage, hand-made chunks)."""
+        """Queue bytes as they are (garbage, hand-made chunks; RC4'd for RTMPE)."""
         if self.handshake_done:
-            self._out.append(data)
+            self._out.append(self.handshake.encrypt(data))
         else:
             self._held.append(data)
 

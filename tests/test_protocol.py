@@ -31,6 +31,7 @@ from flashstream.protocol import RTMPServerFactory, RTMPServerProtocol
 from flashstream.rtmp import commands as cmd
 from flashstream.rtmp import messages as msg
 from flashstream.rtmp.amf0 import ECMAArray
+from flashstream.rtmp.handshake import FP_KEY, build_handshake_packet
 from flashstream.rtmp.limits import Limits
 from flashstream.rtmp.messages import Message, MessageType
 from tests.helpers import (
@@ -766,3 +767,42 @@ class BugTests(ProtocolTestCase):
         publisher.protocol.dataReceived(publisher.client.data_to_send())
         written = len(player.transport.value())
         self.assertLessEqual(written, 2 * self.limits.max_send_backlog)
+
+
+class RTMPETests(ProtocolTestCase):
+    """RTMPE peers through the adapter: same hub, RC4 on the wire, bad keys dropped."""
+
+    def test_rtmpe_publisher_and_players_share_the_hub(self) -> None:
+        """An RTMPE publisher reaches an RTMPE (type 9) player and a plain player alike."""
+        publisher = self.peer("librtmp_rtmpe")
+        publisher.publish("enc")
+        self.assertEqual(publisher.client.status_codes(), ["NetStream.Publish.Start"])
+        encrypted = self.peer("rtmpe_blowfish", byte_at_a_time=True)
+        encrypted.play("enc")
+        plain = self.peer()
+        plain.play("enc")
+        publisher.client.video(publisher.stream_id, 0, avc_keyframe(7))
+        wire = publisher.client.data_to_send()
+        self.assertNotIn(avc_keyframe(7), wire)
+        publisher.send(wire)
+        for peer in self.peers:
+            peer.deliver()
+        self.assertEqual(encrypted.video_payloads(), [avc_keyframe(7)])
+        self.assertEqual(plain.video_payloads(), [avc_keyframe(7)])
+
+    def test_rtmpe_invalid_public_key_is_dropped(self) -> None:
+        """C0 = 6 with a DH key of 1: one Dropping log line naming the key, connection closed."""
+        peer = self.peer()
+        c1 = build_handshake_packet(
+            time_ms=0,
+            version=bytes([128, 0, 3, 2]),
+            random_part=bytes(1528),
+            scheme=2,
+            digest_key=FP_KEY[:30],
+            dh_public_key=(1).to_bytes(128, "big"),
+        )
+        peer.protocol.dataReceived(b"\x06" + c1)
+        self.assertFalse(peer.connected)
+        self.assertEqual(peer.transport.value(), b"")
+        (dropped,) = self.formats("Dropping")
+        self.assertIn("Diffie-Hellman public key", str(dropped["error"]))

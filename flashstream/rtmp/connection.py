@@ -15,6 +15,10 @@ stream close, media, data and any other call.
 
 The connection state machine is the table ``_TRANSITIONS`` below: a
 (state, input) pair that is not in it is a protocol error.
+
+Bytes after the handshake pass through the handshake's
+:class:`~flashstream.rtmp.rtmpe.Ciphers`: RC4 for RTMPE, the identity for
+plain RTMP, so both take the same path.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from .events import (
 from .handshake import ServerHandshake
 from .limits import Limits
 from .messages import Message, MessageType
+from .rtmpe import PLAIN
 
 #: What we announce in the connect ``_result`` (clients only check the code,
 #: but some log fmsVer; this is what FMS 3 said).
@@ -155,6 +160,8 @@ class ServerConnection:
         self._reader = ChunkReader(limits)
         self._writer = ChunkWriter()
         self._out: list[bytes] = []
+        #: Input after C2 is decrypted, output after S2 encrypted (RTMPE).
+        self._ciphers = PLAIN
         self._state = State.HANDSHAKE
         self._chunk_size = chunk_size
         self._window_ack_size = window_ack_size
@@ -204,12 +211,17 @@ class ServerConnection:
                 return events
             self._move(Input.HANDSHAKE_DONE)
             assert self._handshake.client_version is not None
+            self._ciphers = self._handshake.ciphers
             events.append(
-                HandshakeCompleted(self._handshake.client_version, self._handshake.scheme)
+                HandshakeCompleted(
+                    self._handshake.client_version,
+                    self._handshake.scheme,
+                    encrypted=self._ciphers.encrypted,
+                )
             )
             data = leftover
         if data:
-            for message in self._reader.receive_data(data):
+            for message in self._reader.receive_data(self._ciphers.decrypt.update(data)):
                 self._receive_message(message, events)
             self._maybe_acknowledge()
         return events
@@ -615,7 +627,7 @@ class ServerConnection:
     def _write(self, message: Message, csid: int) -> None:
         if self._state is State.HANDSHAKE:
             raise LocalProtocolError("cannot send messages before the handshake completes")
-        self._out.append(self._writer.write(message, csid))
+        self._out.append(self._ciphers.encrypt.update(self._writer.write(message, csid)))
 
     def close(self) -> None:
         """Mark the connection closed; further input is ignored."""

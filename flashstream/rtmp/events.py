@@ -24,6 +24,9 @@ class HandshakeCompleted:
     client_version: int
     #: Digest scheme of C1 (1 or 2), or None for the simple handshake.
     scheme: int | None
+    #: Whether the client chose RTMPE (C0 = 6, 8 or 9): every later byte is
+    #: RC4-encrypted in both directions.
+    encrypted: bool = False
 
 
 @attrs.frozen

@@ -14,12 +14,17 @@ Two answers are given, chosen by the client's C1:
 C2 is read but never rejected; for the digest handshake its signature is
 checked and reported in :attr:`ServerHandshake.c2_valid`.
 
-RTMPE (C0 = 6, 8 or 9) is refused for now with :class:`HandshakeError`; the
-pieces it will need are already separate: :func:`build_handshake_packet`
-writes an optional DH public key at the scheme's key offset before the
-digest, and S0 is produced from the client's type in one place.
+**RTMPE** (C0 = 6, 8 or 9; :mod:`flashstream.rtmp.rtmpe`) is the digest
+handshake plus a Diffie-Hellman exchange: the client's public key is read at
+the key offset of its digest scheme, ours is written at the same scheme's key
+offset in S1 before the digest, S0 echoes the client's type, and for types 8
+and 9 the S2 signature (and the expected C2 signature) is wrapped in XTEA or
+Blowfish.  :attr:`ServerHandshake.ciphers` then holds the RC4 pair the
+connection runs every later byte through (:data:`~flashstream.rtmp.rtmpe.PLAIN`
+for plain RTMP).  An RTMPE C1 without a valid digest, or with an invalid
+public key, raises :class:`HandshakeError`.
 
-Reference: ``rtmp-protocol.md`` section 2.
+Reference: ``rtmp-protocol.md`` sections 2 and 3.
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ import struct
 from collections.abc import Callable
 
 from flashstream.rtmp.errors import HandshakeError, LocalProtocolError
+from flashstream.rtmp.rtmpe import (
+    PLAIN,
+    Ciphers,
+    server_ciphers,
+    server_key_exchange,
+    wrap_signature,
+)
 
 __all__ = [
     "COMMON_KEY",
@@ -144,14 +156,21 @@ def find_digest(packet: bytes, key: bytes) -> tuple[int, bytes] | None:
     return None
 
 
-def s2_signature(c1_digest: bytes, s2: bytes) -> bytes:
-    """The signature closing S2: keyed on the client's C1 digest, over S2[0:1504]."""
-    return hmac_sha256(hmac_sha256(FMS_KEY, c1_digest), bytes(s2[:_SIGNED_SIZE]))
+def s2_signature(c1_digest: bytes, s2: bytes, rtmp_type: int = RTMP_PLAIN) -> bytes:
+    """
+    The signature closing S2: keyed on the client's C1 digest, over S2[0:1504].
+
+    For RTMPE types 8 and 9 (``rtmp_type``, the S0 byte) it is wrapped as
+    :func:`~flashstream.rtmp.rtmpe.wrap_signature` describes.
+    """
+    temp = hmac_sha256(FMS_KEY, c1_digest)
+    return wrap_signature(rtmp_type, temp, hmac_sha256(temp, bytes(s2[:_SIGNED_SIZE])))
 
 
-def c2_signature(s1_digest: bytes, c2: bytes) -> bytes:
+def c2_signature(s1_digest: bytes, c2: bytes, rtmp_type: int = RTMP_PLAIN) -> bytes:
     """The signature closing C2: keyed on the server's S1 digest, over C2[0:1504]."""
-    return hmac_sha256(hmac_sha256(FP_KEY, s1_digest), bytes(c2[:_SIGNED_SIZE]))
+    temp = hmac_sha256(FP_KEY, s1_digest)
+    return wrap_signature(rtmp_type, temp, hmac_sha256(temp, bytes(c2[:_SIGNED_SIZE])))
 
 
 def build_handshake_packet(
@@ -215,6 +234,7 @@ class ServerHandshake:
         self._client_flash_version: bytes | None = None
         self._scheme: int | None = None
         self._c2_valid: bool | None = None
+        self._ciphers = PLAIN
 
     @property
     def complete(self) -> bool:
@@ -241,6 +261,22 @@ class ServerHandshake:
         """For a digest handshake, whether C2's signature matched; else ``None``."""
         return self._c2_valid
 
+    @property
+    def encrypted(self) -> bool:
+        """Whether the client asked for RTMPE (C0 = 6, 8 or 9)."""
+        return self._client_version in RTMPE_TYPES
+
+    @property
+    def ciphers(self) -> Ciphers:
+        """
+        The byte transforms for everything after the handshake.
+
+        RC4 in both directions for RTMPE (ready once S0+S1+S2 are queued), the
+        identity otherwise.  Input after C2 goes through ``decrypt``, output
+        after S2 through ``encrypt``.
+        """
+        return self._ciphers
+
     def data_to_send(self) -> bytes:
         """Drain the bytes to send (S0+S1+S2, once C0+C1 are in)."""
         data = bytes(self._outgoing)
@@ -253,9 +289,10 @@ class ServerHandshake:
 
         Returns ``None`` while the handshake is incomplete.  The call that
         completes C2 returns whatever followed C2 in ``data`` (possibly
-        ``b""``): those bytes belong to the chunk stream.  Feeding after
-        completion (or after a failure) raises :class:`LocalProtocolError`;
-        an unsupported C0 raises :class:`HandshakeError`.
+        ``b""``): those bytes belong to the chunk stream (still encrypted, for
+        RTMPE).  Feeding after completion (or after a failure) raises
+        :class:`LocalProtocolError`; an unsupported C0 or an unusable RTMPE
+        C1 raises :class:`HandshakeError`.
         """
         if self._state is _State.COMPLETE:
             raise LocalProtocolError(
@@ -272,7 +309,11 @@ class ServerHandshake:
                 return None
             c1 = bytes(self._buffer[1:])
             self._buffer.clear()
-            self._answer(c1)
+            try:
+                self._answer(c1)
+            except HandshakeError:
+                self._state = _State.FAILED
+                raise
             self._state = _State.C2
         data = self._fill(data, PACKET_SIZE)
         if len(self._buffer) < PACKET_SIZE:
@@ -296,20 +337,21 @@ class ServerHandshake:
 
     def _check_c0(self, c0: int) -> None:
         self._client_version = c0
-        if c0 == RTMP_PLAIN:
+        if c0 == RTMP_PLAIN or c0 in RTMPE_TYPES:
             return
         self._state = _State.FAILED
-        if c0 in RTMPE_TYPES:
-            raise HandshakeError(
-                f"RTMPE (encrypted RTMP, C0=0x{c0:02x}) is not supported yet; "
-                "use rtmp:// or rtmps://"
-            )
         raise HandshakeError(f"not RTMP: first byte 0x{c0:02x}")
 
     def _answer(self, c1: bytes) -> None:
         """Queue S0+S1+S2 for ``c1``, in the client's digest scheme if it has one."""
         self._client_flash_version = c1[4:8]
         found = find_digest(c1, _FP_TEXT_KEY) if any(c1[4:8]) else None
+        rtmp_type = self._client_version
+        assert rtmp_type is not None
+        if found is None and self.encrypted:
+            raise HandshakeError(
+                f"RTMPE client (C0=0x{rtmp_type:02x}) sent a C1 without a valid digest"
+            )
         if found is None:
             s1 = build_handshake_packet(
                 time_ms=self._time_ms, version=bytes(4), random_part=self._random(PACKET_SIZE - 8)
@@ -317,22 +359,35 @@ class ServerHandshake:
             s2 = c1
         else:
             self._scheme, c1_digest = found
+            random_part = self._random(PACKET_SIZE - 8)
+            dh_public_key = None
+            if self.encrypted:
+                dh_public_key = self._key_exchange(c1, self._scheme)
             s1 = build_handshake_packet(
                 time_ms=self._time_ms,
                 version=SERVER_VERSION,
-                random_part=self._random(PACKET_SIZE - 8),
+                random_part=random_part,
                 scheme=self._scheme,
                 digest_key=_FMS_TEXT_KEY,
+                dh_public_key=dh_public_key,
             )
             s1_offset = digest_offset(s1, self._scheme)
             self._s1_digest = s1[s1_offset : s1_offset + DIGEST_SIZE]
             s2_random = self._random(_SIGNED_SIZE)
-            s2 = s2_random + s2_signature(c1_digest, s2_random)
-        # RTMPE will echo the client's type here.
-        self._outgoing += bytes([RTMP_PLAIN]) + s1 + s2
+            s2 = s2_random + s2_signature(c1_digest, s2_random, rtmp_type)
+        self._outgoing += bytes([rtmp_type]) + s1 + s2
+
+    def _key_exchange(self, c1: bytes, scheme: int) -> bytes:
+        """Read the client's DH key from ``c1``, set up the RC4 pair, return our key."""
+        client_at = dh_key_offset(c1, scheme)
+        client_public = c1[client_at : client_at + DH_KEY_SIZE]
+        pair, secret = server_key_exchange(client_public, self._random)
+        self._ciphers = server_ciphers(secret, client_public, pair.public)
+        return pair.public
 
     def _check_c2(self, c2: bytes) -> None:
         """Record whether a digest client's C2 is signed right; never reject."""
         if self._s1_digest is not None:
-            expected = c2_signature(self._s1_digest, c2)
+            assert self._client_version is not None
+            expected = c2_signature(self._s1_digest, c2, self._client_version)
             self._c2_valid = hmac.compare_digest(expected, c2[_SIGNED_SIZE:])
