@@ -15,6 +15,7 @@ import attrs
 
 from .commands import Command, DataMessage
 from .messages import Message
+from .sharedobject import SharedObjectMessage
 
 
 @attrs.frozen
@@ -165,6 +166,13 @@ class CallReceived:
     command: Command
 
 
+@attrs.frozen
+class SharedObjectReceived:
+    """A shared object message (type 19 or 16) from the client, decoded."""
+
+    message: SharedObjectMessage
+
+
 Event = Union[
     HandshakeCompleted,
     ConnectRequested,
@@ -180,4 +188,5 @@ Event = Union[
     BufferLengthSet,
     PingAnswered,
     CallReceived,
+    SharedObjectReceived,
 ]
