@@ -23,8 +23,9 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
+from .appapi import ApplicationHost, PluginNotFound, build_hosts
 from .applications import builtin_application, load_plugins
-from .config import Config, ConfigError, load_config
+from .config import ApplicationConfig, Config, ConfigError, load_config
 from .hub import StreamHub
 from .interfaces import IStreamApplication
 from .protocol import RTMPServerFactory
@@ -167,11 +168,25 @@ class NotYetService(Service):
 class FlashstreamService(MultiService):
     """The whole server: its hub, its RTMP factory and its listeners."""
 
-    def __init__(self, hub: StreamHub, rtmp_factory: RTMPServerFactory, web_root: WebRoot) -> None:
+    def __init__(
+        self,
+        hub: StreamHub,
+        rtmp_factory: RTMPServerFactory,
+        web_root: WebRoot,
+        hosts: dict[str, ApplicationHost] | None = None,
+    ) -> None:
         super().__init__()
         self.hub = hub
         self.rtmp_factory = rtmp_factory
         self.web_root = web_root
+        #: Every application, as the host running its checks, plugin and shared objects.
+        self.hosts = hosts or {}
+
+    def startService(self) -> None:
+        """Start the listeners and hand each plugin its API."""
+        super().startService()
+        for host in self.hosts.values():
+            host.start()
 
     def stopService(self) -> Deferred[None]:
         """Tell every client goodbye, then stop the listeners."""
@@ -187,11 +202,32 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         reactor = global_reactor
     config: Config = options["flashstream-config"]
     hub = StreamHub()
-    applications: dict[str, IStreamApplication] = {
-        app.name: builtin_application(app, hub, config.media_root) for app in config.applications
-    }
+    http = None
+    if any(app.auth.enabled for app in config.applications):
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent
+
+        http = HTTPClient(Agent(reactor))
+    try:
+        hosts = build_hosts(
+            config.applications,
+            lambda app: builtin_application(app, hub, config.media_root),
+            hub,
+            cast(IReactorTime, reactor),
+            config.shared_objects_dir,
+            http,
+        )
+    except PluginNotFound as error:
+        raise SystemExit(f"flashstream: {error}") from None
     for plugin_app in load_plugins(hub, config.media_root):
-        applications[plugin_app.name] = plugin_app
+        hosts[plugin_app.name] = ApplicationHost(
+            ApplicationConfig(plugin_app.name),
+            plugin_app,
+            hub,
+            cast(IReactorTime, reactor),
+            shared_objects_dir=config.shared_objects_dir,
+        )
+    applications: dict[str, IStreamApplication] = dict(hosts)
     factory = RTMPServerFactory(
         hub,
         applications,
@@ -202,7 +238,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     web_root = WebRoot()
     site = Site(web_root)
     site.noisy = False
-    parent = FlashstreamService(hub, factory, web_root)
+    parent = FlashstreamService(hub, factory, web_root, hosts)
     for description in config.rtmp:
         ListenerService(reactor, description, factory, "--rtmp", "rtmp").setServiceParent(parent)
     for description in config.http:
