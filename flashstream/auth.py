@@ -87,9 +87,7 @@ def token_message(action: str, app: str, name: str, expires: int) -> bytes:
 
 def sign_token(secret: str, action: str, app: str, name: str, expires: int) -> str:
     """The token allowing ``action`` (publish or play) of ``app/name`` until ``expires``."""
-    digest = hmac.new(
-        secret.encode(), token_message(action, app, name, expires), hashlib.sha256
-    )
+    digest = hmac.new(secret.encode(), token_message(action, app, name, expires), hashlib.sha256)
     return digest.hexdigest()
 
 
@@ -234,8 +232,7 @@ class AccessControl:
             response = yield self._post(url, request)
         except Exception as error:
             why = (
-                f"the {request.action} callback did not answer within "
-                f"{self.config.http_timeout}s"
+                f"the {request.action} callback did not answer within {self.config.http_timeout}s"
                 if isinstance(error, (TimeoutError, CancelledError))
                 else f"the {request.action} callback failed ({error})"
             )

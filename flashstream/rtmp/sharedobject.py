@@ -141,9 +141,7 @@ def decode_shared_object(
             kind_id, length = _EVENT.unpack(reader.read(_EVENT.size))
             body = reader.read(length)
             events.append(_decode_event(kind_id, body, amf3_values, limits))
-    return SharedObjectMessage(
-        name, version, flags == PERSISTENT_FLAG, tuple(events), int(type_id)
-    )
+    return SharedObjectMessage(name, version, flags == PERSISTENT_FLAG, tuple(events), int(type_id))
 
 
 def _decode_event(kind_id: int, body: bytes, amf3_values: bool, limits: Limits) -> SOEvent:
