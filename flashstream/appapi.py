@@ -46,6 +46,7 @@ from zope.interface import Attribute, implementer
 from .applications import Rejected
 from .auth import CONNECT_REJECTED, PLAY_FAILED, PUBLISH_DENIED, AccessControl, AccessRequest
 from .bandwidth import BandwidthResult, BandwidthSettings, detect
+from .calls import bounded
 from .config import ApplicationConfig
 from .hub import Publication, StreamBusy, StreamHub
 from .interfaces import (
@@ -121,6 +122,9 @@ class Connection(Protocol):
 
     def stream_mode(self, stream: NetStream) -> StreamMode | None:
         """What ``stream`` does now."""
+
+    def still_wanted(self, key: int) -> bool:
+        """Whether the connect (0) or stream ``key`` decision still matters."""
 
 
 _ids = itertools.count(1)
@@ -405,8 +409,7 @@ class ApplicationHost:
 
     def _hook(self, hook: str, function: Callable[..., object], *args: object) -> Deferred[Any]:
         """Run one hook with the timeout; anything but Rejected becomes a logged refusal."""
-        deferred: Deferred[Any] = maybeDeferred(function, *args)
-        deferred.addTimeout(self.config.hook_timeout, self.reactor)
+        deferred = bounded(function, self.config.hook_timeout, self.reactor, *args)
 
         def failed(failure: Failure) -> Failure:
             if failure.check(Rejected, CallFailed):
@@ -475,6 +478,9 @@ class ApplicationHost:
             yield maybeDeferred(self.base.connect, connection)
         except HookFailed as failed:
             raise Rejected(CONNECT_REJECTED, f"Connection refused: {failed}.") from None
+        if not connection.still_wanted(0):
+            self._gone(connection, client)
+            return
         self.clients[connection] = client
         if self.config.bandwidth_check == "on-connect":
             self.reactor.callLater(0, self.check_bandwidth, connection)
@@ -498,6 +504,8 @@ class ApplicationHost:
                 yield self._hook("publish", self.application.on_publish, client, name, publish_type)
         except HookFailed as failed:
             raise Rejected(PUBLISH_DENIED, f"Publishing {name} refused: {failed}.") from None
+        if not connection.still_wanted(stream.stream_id):
+            raise Rejected(PUBLISH_DENIED, "The stream was closed meanwhile.")
         stream.name = name
         yield maybeDeferred(self.base.publish, connection, stream, name, publish_type)
         stream.add_cleanup(lambda: self._stopped(connection, "publish", name))
@@ -519,9 +527,21 @@ class ApplicationHost:
                 yield self._hook("play", self.application.on_play, client, name)
         except HookFailed as failed:
             raise Rejected(PLAY_FAILED, f"Playing {name} refused: {failed}.") from None
+        if not connection.still_wanted(stream.stream_id):
+            raise Rejected(PLAY_FAILED, "The stream was closed meanwhile.")
         stream.name = name
         yield maybeDeferred(self.base.play, connection, stream, name, start)
         stream.add_cleanup(lambda: self._stopped(connection, "play", name))
+
+    def _gone(self, connection: Connection, client: Client) -> None:
+        """Accepted by every hook after the client left: undo the plugin's on_connect."""
+        self._log.info(
+            "{peer} left before {app} accepted it", peer=connection.peer, app=self.name
+        )
+        if self.application is not None:
+            self._hook("on_disconnect", self.application.on_disconnect, client).addErrback(
+                lambda failure: None
+            )
 
     def _stopped(self, connection: Connection, action: str, name: str) -> None:
         client = self.clients.get(connection)

@@ -35,6 +35,7 @@ import attrs
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .applications import Rejected
 from .config import AuthConfig
@@ -220,8 +221,23 @@ class AccessControl:
             }
         )
         deferred = self.http.post(url, data=fields, allow_redirects=False)
-        deferred.addTimeout(self.config.http_timeout, self.clock)
-        return deferred
+        timeout = self.config.http_timeout
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            deferred.cancel()
+
+        timer = self.clock.callLater(timeout, expire)
+
+        def settle(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            if expired and isinstance(result, Failure):
+                return Failure(TimeoutError(f"{url} did not answer within {timeout}s"))
+            return result
+
+        return deferred.addBoth(settle)
 
     @inlineCallbacks
     def _callback(self, url: str, request: AccessRequest) -> Generator[Deferred[Any], Any, str]:

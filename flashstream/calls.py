@@ -13,8 +13,9 @@ connection goes away.  The number of unanswered calls is bounded.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import Deferred, TimeoutError, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from .rtmp import commands as cmd
@@ -112,6 +113,30 @@ class CallTracker:
         entry = self._pending.pop(txn, None)
         if entry is not None:
             entry[0].errback(TimeoutError(f"{method} was not answered within {delay}s"))
+
+
+def bounded(
+    function: Callable[..., object], timeout: float, clock: IReactorTime, *args: object
+) -> Deferred[Any]:
+    """Call ``function(*args)``; the result (or Deferred's result) within ``timeout`` seconds.
+
+    The returned Deferred fails with ``TimeoutError`` when time runs out and
+    may be cancelled; neither touches the Deferred ``function`` returned, so
+    an application that answers late (after a timeout, or after the client
+    left) is simply not listened to.
+    """
+    inner = maybeDeferred(function, *args)
+    if inner.called:
+        return inner
+    outer: Deferred[Any] = Deferred()
+
+    def relay(result: object) -> None:
+        if not outer.called:
+            outer.callback(result)  # a Failure result errbacks
+
+    inner.addBoth(relay)
+    outer.addTimeout(timeout, clock)
+    return outer
 
 
 def _failed(error: Exception) -> Deferred[object]:

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from typing import Any, cast
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
@@ -33,7 +33,7 @@ from zope.interface import implementer
 
 from .applications import Rejected
 from .bandwidth import BandwidthResult
-from .calls import CallTracker
+from .calls import CallTracker, bounded
 from .hub import StreamHub
 from .interfaces import ICallHandler, ISharedObjectHandler, IStreamApplication
 from .rtmp import commands as cmd
@@ -113,6 +113,8 @@ class RTMPServerProtocol(Protocol):
         self._deciding: dict[int, Deferred[object]] = {}
         #: Decisions cancelled because the client left or closed the stream.
         self._stale: set[Deferred[object]] = set()
+        #: Keys (0 = connect, else stream id) whose decision is still wanted.
+        self._wanted: set[int] = set()
         self._timer: IDelayedCall | None = None
         self._last_input = 0.0
         self._congested = False
@@ -166,6 +168,7 @@ class RTMPServerProtocol(Protocol):
             self._timer.cancel()
         self._timer = None
         deciding, self._deciding = self._deciding, {}
+        self._wanted.clear()
         for pending in deciding.values():
             self._stale.add(pending)
             pending.cancel()
@@ -258,11 +261,23 @@ class RTMPServerProtocol(Protocol):
 
     # -- helpers ---------------------------------------------------------------
 
+    def still_wanted(self, key: int) -> bool:
+        """Whether the connect (key 0) or stream ``key`` decision still matters.
+
+        An application that finishes deciding after the client left or closed
+        the stream checks this before it installs anything.
+        """
+        return key in self._wanted
+
     def _decide(self, key: int, decision: Callable[[], object]) -> Deferred[object]:
         """Run an application decision that may return a Deferred, with a timeout."""
-        deferred: Deferred[object] = maybeDeferred(decision)
-        if not deferred.called:
-            deferred.addTimeout(self.factory.decision_timeout, self.factory.reactor)
+        self._wanted.add(key)
+        deferred: Deferred[object] = bounded(
+            decision, self.factory.decision_timeout, self.factory.reactor
+        )
+        if deferred.called:
+            self._wanted.discard(key)
+        else:
             self._deciding[key] = deferred
         return deferred
 
@@ -273,6 +288,7 @@ class RTMPServerProtocol(Protocol):
             return False
         if self._deciding.get(key) is deferred:
             del self._deciding[key]
+            self._wanted.discard(key)
         if self.connection is None:
             return False
         return not self._dropped and self.connection.state is not State.CLOSED
@@ -561,6 +577,7 @@ class RTMPServerProtocol(Protocol):
         if stream is None:
             return
         pending = self._deciding.pop(event.stream_id, None)
+        self._wanted.discard(event.stream_id)
         if pending is not None:
             self._stale.add(pending)
             pending.cancel()
@@ -637,10 +654,14 @@ class RTMPServerProtocol(Protocol):
                 self.connection.send_error(txn, f"Method {command.name!r} is not available.")
             return
         connection = self.connection
-        deferred: Deferred[object] = maybeDeferred(
-            handler.call, self, command.name, command.arguments
+        deferred: Deferred[object] = bounded(
+            handler.call,
+            self.factory.decision_timeout,
+            self.factory.reactor,
+            self,
+            command.name,
+            command.arguments,
         )
-        deferred.addTimeout(self.factory.decision_timeout, self.factory.reactor)
 
         def answered(value: object) -> None:
             if txn > 0 and self._alive():
