@@ -88,7 +88,8 @@ class AccessTests(SynchronousTestCase):
 
     def control(self, **config: Any) -> AccessControl:
         """AccessControl with these settings."""
-        return AccessControl(AuthConfig(**config), self.clock, self.http)
+        http: Any = self.http
+        return AccessControl(AuthConfig(**config), self.clock, http)
 
     def refused(self, deferred: Any) -> Rejected:
         """The Rejected a check failed with."""
