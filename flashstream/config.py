@@ -34,6 +34,62 @@ class ConfigError(Exception):
     """The configuration file or options are invalid."""
 
 
+#: When native bandwidth detection runs (``bandwidth_check``).
+BANDWIDTH_MODES = ("off", "on-request", "on-connect")
+#: What signed tokens may be required for (``auth.token_actions``).
+TOKEN_ACTIONS = ("publish", "play")
+
+
+@attrs.frozen
+class SharedObjectLimits:
+    """Bounds on the shared objects of one application (``[applications.NAME.shared_objects]``)."""
+
+    #: Most shared objects (in use, plus persistent ones on disk).
+    max_objects: int = 256
+    #: Most slots (keys) in one shared object.
+    max_slots: int = 1024
+    #: Largest AMF0-encoded size of one shared object's slots, in bytes.
+    max_bytes: int = 1024 * 1024
+    #: Most shared objects one client may use at once.
+    max_uses_per_client: int = 64
+    #: Longest shared object name, in characters.
+    max_name_length: int = 1024
+
+
+@attrs.frozen
+class AuthConfig:
+    """Who may connect, publish and play (``[applications.NAME.auth]``)."""
+
+    #: nginx-rtmp style HTTP callbacks (POST, form-encoded); 2xx allows.
+    on_connect: str | None = None
+    on_publish: str | None = None
+    on_play: str | None = None
+    #: Told (not asked) when a publisher or player stops.
+    on_done: str | None = None
+    #: Seconds a callback may take; no answer in time refuses.
+    http_timeout: float = 5.0
+    #: Secret of the HMAC-SHA256 tokens (``?expires=..&token=..``).
+    token_secret: str | None = None
+    #: What needs a valid token when ``token_secret`` is set.
+    token_actions: tuple[str, ...] = ("publish",)
+    #: A publisher must give ``?password=...`` (stream name or tcUrl query).
+    publish_password: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """True if any check is configured."""
+        return any(
+            (
+                self.on_connect,
+                self.on_publish,
+                self.on_play,
+                self.on_done,
+                self.token_secret,
+                self.publish_password,
+            )
+        )
+
+
 @attrs.frozen
 class ApplicationConfig:
     """One application (``[applications.NAME]``)."""
@@ -45,6 +101,16 @@ class ApplicationConfig:
     wait_for_publisher: bool = True
     #: One of :data:`RECORD_MODES`.
     record: str = "client"
+    #: The name of a server application plugin (``IServerApplicationFactory``).
+    plugin: str | None = None
+    #: The ``[applications.NAME.settings]`` table, handed to the plugin.
+    settings: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    #: Seconds an application hook or auth check may take before it counts as a refusal.
+    hook_timeout: float = 10.0
+    #: Native bandwidth detection: "off", "on-request" (checkBandwidth) or "on-connect".
+    bandwidth_check: str = "on-request"
+    shared_objects: SharedObjectLimits = SharedObjectLimits()
+    auth: AuthConfig = AuthConfig()
 
 
 @attrs.frozen
@@ -63,6 +129,8 @@ class Config:
     limits: Limits = Limits()
     #: Our outgoing chunk size.
     chunk_size: int = 4096
+    #: Where persistent shared objects are stored (one folder per application).
+    shared_objects_dir: Path = Path("sharedobjects")
 
     @property
     def recordings(self) -> Path:
@@ -105,12 +173,66 @@ def _limits(table: dict[str, Any]) -> Limits:
     return Limits(**values)
 
 
+_APP_KEYS = {
+    "kind",
+    "wait_for_publisher",
+    "record",
+    "plugin",
+    "settings",
+    "hook_timeout",
+    "bandwidth_check",
+    "shared_objects",
+    "auth",
+}
+
+
+def _positive_number(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{where} must be a positive number, not {value!r}")
+    return float(value)
+
+
+def _shared_object_limits(table: dict[str, Any], where: str) -> SharedObjectLimits:
+    fields = {f.name for f in attrs.fields(SharedObjectLimits)}
+    values: dict[str, int] = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(f"{where}.{key} is not known (known: {', '.join(sorted(fields))})")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{where}.{key} must be a positive integer, not {value!r}")
+        values[key] = value
+    return SharedObjectLimits(**values)
+
+
+def _auth(table: dict[str, Any], where: str) -> AuthConfig:
+    fields = {f.name for f in attrs.fields(AuthConfig)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(f"{where}.{key} is not known (known: {', '.join(sorted(fields))})")
+        if key == "http_timeout":
+            values[key] = _positive_number(value, f"{where}.{key}")
+        elif key == "token_actions":
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not set(value) <= set(TOKEN_ACTIONS):
+                raise ConfigError(f"{where}.{key} must be a list of {TOKEN_ACTIONS}")
+            values[key] = tuple(value)
+        else:
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{where}.{key} must be a non-empty string")
+            if key.startswith("on_") and not value.startswith(("http://", "https://")):
+                raise ConfigError(f"{where}.{key} must be an http:// or https:// URL")
+            values[key] = value
+    return AuthConfig(**values)
+
+
 def _applications(table: dict[str, Any]) -> tuple[ApplicationConfig, ...]:
     apps = {"live": ApplicationConfig("live", "live"), "vod": ApplicationConfig("vod", "vod")}
     for name, spec in table.items():
         if not isinstance(spec, dict):
             raise ConfigError(f"applications.{name} must be a table")
-        unknown = set(spec) - {"kind", "wait_for_publisher", "record"}
+        unknown = set(spec) - _APP_KEYS
         if unknown:
             raise ConfigError(f"applications.{name}: unknown keys {sorted(unknown)}")
         kind = spec.get("kind", "live")
@@ -126,7 +248,27 @@ def _applications(table: dict[str, Any]) -> tuple[ApplicationConfig, ...]:
             raise ConfigError(
                 f"applications.{name}.record must be one of {RECORD_MODES}, not {record!r}"
             )
-        apps[name] = ApplicationConfig(name, kind, wait, record)
+        where = f"applications.{name}"
+        plugin = spec.get("plugin")
+        if plugin is not None and (not isinstance(plugin, str) or not plugin):
+            raise ConfigError(f"{where}.plugin must be a plugin name")
+        bandwidth = spec.get("bandwidth_check", "on-request")
+        if bandwidth not in BANDWIDTH_MODES:
+            raise ConfigError(f"{where}.bandwidth_check must be one of {BANDWIDTH_MODES}")
+        apps[name] = ApplicationConfig(
+            name,
+            kind,
+            wait,
+            record=record,
+            plugin=plugin,
+            settings=dict(_table(spec, "settings", where + ".")),
+            hook_timeout=_positive_number(spec.get("hook_timeout", 10.0), where + ".hook_timeout"),
+            bandwidth_check=bandwidth,
+            shared_objects=_shared_object_limits(
+                _table(spec, "shared_objects", where + "."), where + ".shared_objects"
+            ),
+            auth=_auth(_table(spec, "auth", where + "."), where + ".auth"),
+        )
     return tuple(apps.values())
 
 
@@ -140,7 +282,7 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
     if bad:
         raise ConfigError(f"listeners: unknown keys {sorted(bad)}")
     media = _table(data, "media", "")
-    bad = set(media) - {"root", "record_dir"}
+    bad = set(media) - {"root", "record_dir", "shared_objects"}
     if bad:
         raise ConfigError(f"media: unknown keys {sorted(bad)}")
     rtmp = _table(data, "rtmp", "")
@@ -168,6 +310,7 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
         applications=_applications(_table(data, "applications", "")),
         limits=_limits(_table(data, "limits", "")),
         chunk_size=chunk_size,
+        shared_objects_dir=path("shared_objects") or Path("sharedobjects"),
     )
 
 

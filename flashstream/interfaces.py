@@ -16,6 +16,7 @@ from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from .rtmp.messages import Message
+    from .rtmp.sharedobject import SharedObjectMessage
     from .streams import NetStream
 
 
@@ -41,13 +42,22 @@ class IStreamApplication(Interface):
 
     name = Attribute("The application name as it appears in the tcUrl.")
 
-    def connect(client: object) -> None:
-        """Accept a client by returning, refuse it by raising ``Rejected``."""
+    def connect(client: object) -> object:
+        """Accept a client by returning, refuse it by raising ``Rejected``.
 
-    def publish(client: object, stream: NetStream, name: str, publish_type: str) -> None:
-        """Start publishing ``name`` from ``stream``; raise ``Rejected`` to refuse."""
+        ``connect``, ``publish`` and ``play`` may also return a Deferred:
+        firing accepts, failing with ``Rejected`` refuses; the adapter times
+        out an answer that never comes and ignores one that comes after the
+        client left.
+        """
 
-    def play(client: object, stream: NetStream, name: str, start: float) -> None:
+    def publish(client: object, stream: NetStream, name: str, publish_type: str) -> object:
+        """Start publishing ``name`` from ``stream``; raise ``Rejected`` to refuse.
+
+        The application may rename the stream by setting ``stream.name``.
+        """
+
+    def play(client: object, stream: NetStream, name: str, start: float) -> object:
         """Start playing ``name`` on ``stream``; raise ``Rejected`` to refuse."""
 
     def stream_length(client: object, name: str) -> float:
@@ -81,3 +91,56 @@ class ISwitchablePlayback(IPlayback):
 
     def play2(options: dict[str, object]) -> None:
         """``play2({streamName, oldStreamName, start, len, offset, transition})``."""
+class ICallHandler(Interface):
+    """An application that answers ``NetConnection.call`` from clients."""
+
+    def call(client: object, method: str, arguments: tuple[object, ...]) -> object:
+        """The value for ``_result`` (or a Deferred of it); raising sends ``_error``."""
+
+
+class ISharedObjectHandler(Interface):
+    """An application that serves remote shared objects."""
+
+    def shared_object_message(client: object, message: SharedObjectMessage) -> None:
+        """A shared object message (use, change, remove, send...) from ``client``."""
+
+
+class IServerApplication(Interface):
+    """Server-side application logic, provided by a plugin (see ``docs/extending.rst``).
+
+    Every hook may return a value or a Deferred; a hook that raises
+    :class:`~flashstream.applications.Rejected` (or fails with it) refuses,
+    and the description reaches the client.  A hook that raises anything
+    else, or does not answer within the application's ``hook_timeout``, is
+    logged and counts as a refusal.  ``client`` is a
+    :class:`flashstream.appapi.Client`.
+    """
+
+    def start(api: object) -> object:
+        """The server starts; ``api`` is the :class:`flashstream.appapi.ApplicationAPI`."""
+
+    def on_connect(client: object, arguments: tuple[object, ...]) -> object:
+        """A client connects (``arguments``: extra values after the connect object)."""
+
+    def on_disconnect(client: object) -> object:
+        """A client that was accepted went away."""
+
+    def on_publish(client: object, name: str, publish_type: str) -> object:
+        """A client wants to publish ``name``."""
+
+    def on_unpublish(client: object, name: str) -> object:
+        """A publisher stopped."""
+
+    def on_play(client: object, name: str) -> object:
+        """A client wants to play ``name``."""
+
+    def on_stop(client: object, name: str) -> object:
+        """A player stopped."""
+
+    def on_call(client: object, method: str, arguments: tuple[object, ...]) -> object:
+        """``NetConnection.call(method, responder, arguments...)``; the result goes back."""
+
+    def on_shared_object_change(
+        client: object, name: str, changes: dict[str, object], removed: list[str]
+    ) -> object:
+        """A client changes or removes slots of shared object ``name``; refuse to veto."""

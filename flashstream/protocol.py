@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from typing import Any, cast
 
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
@@ -31,12 +32,16 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .applications import Rejected
+from .bandwidth import BandwidthResult
+from .calls import CallTracker, bounded
 from .hub import StreamHub
-from .interfaces import IStreamApplication, ISwitchablePlayback
+from .interfaces import ICallHandler, ISharedObjectHandler, IStreamApplication, ISwitchablePlayback
+from .rtmp import commands as cmd
 from .rtmp import events as ev
-from .rtmp.connection import ServerConnection, StreamMode
+from .rtmp.connection import ServerConnection, State, StreamMode
 from .rtmp.errors import RemoteProtocolError
 from .rtmp.limits import Limits
+from .rtmp.sharedobject import SharedObjectMessage
 from .streams import NetStream
 
 CONNECTION_DONE = Failure(ConnectionDone())
@@ -57,6 +62,8 @@ class RTMPServerFactory(Factory):
         chunk_size: int = 4096,
         random_bytes: Callable[[int], bytes] = os.urandom,
         transport_name: str = "rtmp",
+        decision_timeout: float = 30.0,
+        call_timeout: float = 30.0,
     ) -> None:
         self.hub = hub
         self.applications = applications
@@ -65,6 +72,10 @@ class RTMPServerFactory(Factory):
         self.chunk_size = chunk_size
         self.random_bytes = random_bytes
         self.transport_name = transport_name
+        #: Seconds an application may take to decide on connect/publish/play/call.
+        self.decision_timeout = decision_timeout
+        #: Seconds a client may take to answer a server-to-client call.
+        self.call_timeout = call_timeout
         self.connections: set[RTMPServerProtocol] = set()
 
     def shutdown(self) -> None:
@@ -92,6 +103,18 @@ class RTMPServerProtocol(Protocol):
         self.app_name = ""
         self.streams: dict[int, NetStream] = {}
         self.client_properties: dict[str, object] = {}
+        #: The connect ``?query`` and the extra values after the connect object.
+        self.connect_query = ""
+        self.connect_arguments: tuple[object, ...] = ()
+        #: The last bandwidth detection's result (QoS).
+        self.bandwidth: BandwidthResult | None = None
+        self.calls: CallTracker | None = None
+        #: Application decisions still pending, by stream (0 = connect).
+        self._deciding: dict[int, Deferred[object]] = {}
+        #: Decisions cancelled because the client left or closed the stream.
+        self._stale: set[Deferred[object]] = set()
+        #: Keys (0 = connect, else stream id) whose decision is still wanted.
+        self._wanted: set[int] = set()
         self._timer: IDelayedCall | None = None
         self._last_input = 0.0
         self._congested = False
@@ -114,6 +137,12 @@ class RTMPServerProtocol(Protocol):
             limits=factory.limits,
             time_ms=int(now * 1000) % 2**32,
             chunk_size=factory.chunk_size,
+        )
+        self.calls = CallTracker(
+            self._send_call,
+            factory.reactor,
+            timeout=factory.call_timeout,
+            max_pending=factory.limits.max_pending_calls,
         )
         cast(IConsumer, self.transport).registerProducer(self, True)
         self._timer = factory.reactor.callLater(factory.limits.handshake_timeout, self._tick)
@@ -138,6 +167,13 @@ class RTMPServerProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        deciding, self._deciding = self._deciding, {}
+        self._wanted.clear()
+        for pending in deciding.values():
+            self._stale.add(pending)
+            pending.cancel()
+        if self.calls is not None:
+            self.calls.close()
         streams, self.streams = self.streams, {}
         for stream in streams.values():
             stream.close()
@@ -175,7 +211,110 @@ class RTMPServerProtocol(Protocol):
         """True once ``max_send_backlog`` bytes were written while congested."""
         return self._congested and self._backlog >= self.factory.limits.max_send_backlog
 
+    # -- what applications may do with the client ----------------------------------
+
+    def call(self, method: str, *args: object, timeout: float | None = None) -> Deferred[object]:
+        """Call ``method`` on the client; the Deferred fires with its ``_result`` value."""
+        assert self.calls is not None
+        return self.calls.call(method, *args, timeout=timeout)
+
+    def notify(self, method: str, *args: object) -> None:
+        """Call ``method`` on the client without asking for an answer."""
+        if self.calls is not None:
+            self.calls.notify(method, *args)
+
+    def _send_call(self, command: cmd.Command) -> None:
+        if self._alive():
+            assert self.connection is not None
+            self.connection.send_command(0, command)
+            self._flush()
+
+    def deliver_shared_object(self, message: SharedObjectMessage) -> None:
+        """Send a shared object message to the client."""
+        if self._alive():
+            assert self.connection is not None
+            self.connection.send_shared_object(message)
+            self._flush()
+
+    def disconnect(self) -> None:
+        """Close the connection (asked by the application)."""
+        if self.connection is not None and not self._dropped:
+            self._drop("closed by the application", quiet=True)
+
+    def close_stream(self, stream: NetStream) -> None:
+        """End what ``stream`` publishes or plays; its cleanups tell the client."""
+        stream.close()
+        self._flush()
+
+    def stream_mode(self, stream: NetStream) -> StreamMode | None:
+        """What ``stream`` does now (None once it is gone)."""
+        if self.connection is None or self.streams.get(stream.stream_id) is not stream:
+            return None
+        return self.connection.stream_mode(stream.stream_id)
+
+    def _alive(self) -> bool:
+        return (
+            self.connection is not None
+            and not self._dropped
+            and self.connection.state is State.CONNECTED
+        )
+
     # -- helpers ---------------------------------------------------------------
+
+    def still_wanted(self, key: int) -> bool:
+        """Whether the connect (key 0) or stream ``key`` decision still matters.
+
+        An application that finishes deciding after the client left or closed
+        the stream checks this before it installs anything.
+        """
+        return key in self._wanted
+
+    def _decide(self, key: int, decision: Callable[[], object]) -> Deferred[object]:
+        """Run an application decision that may return a Deferred, with a timeout."""
+        self._wanted.add(key)
+        deferred: Deferred[object] = bounded(
+            decision, self.factory.decision_timeout, self.factory.reactor
+        )
+        if deferred.called:
+            self._wanted.discard(key)
+        else:
+            self._deciding[key] = deferred
+        return deferred
+
+    def _settled(self, key: int, deferred: Deferred[object]) -> bool:
+        """Forget a settled decision; False if it is stale (cancelled, client gone)."""
+        if deferred in self._stale:
+            self._stale.discard(deferred)
+            return False
+        if self._deciding.get(key) is deferred:
+            del self._deciding[key]
+            self._wanted.discard(key)
+        if self.connection is None:
+            return False
+        return not self._dropped and self.connection.state is not State.CLOSED
+
+    def _refusal(self, failure: Failure, code: str, what: str) -> tuple[str, str]:
+        """The (code, description) a client gets for a failed decision; logs surprises."""
+        error = failure.value
+        if isinstance(error, Rejected):
+            return error.code, error.description
+        if isinstance(error, (TimeoutError, CancelledError)):
+            self._log.warn(
+                "Application {app} did not decide on {what} from {peer} within {timeout}s",
+                app=self.app_name,
+                what=what,
+                peer=self.peer,
+                timeout=self.factory.decision_timeout,
+            )
+            return code, "The application did not answer in time."
+        self._log.failure(
+            "Application {app} failed on {what} from {peer}",
+            failure,
+            app=self.app_name,
+            what=what,
+            peer=self.peer,
+        )
+        return code, "The application failed."
 
     def _transport(self) -> ITCPTransport:
         assert self.transport is not None
@@ -271,24 +410,45 @@ class RTMPServerProtocol(Protocol):
             self._drop("unknown application {app!r}", app=event.app)
             return
         self.client_properties = event.properties
-        try:
-            app.connect(self)
-        except Rejected as rejected:
-            self.connection.reject_connect(
-                event.transaction_id, rejected.description, rejected.code
-            )
-            self._drop("connect refused by {app}: {why}", app=event.app, why=rejected.description)
-            return
-        self.app = app
+        self.connect_query = event.query
+        self.connect_arguments = event.arguments
         self.app_name = event.app
-        self._log.info(
-            "{peer} connected to {app} ({flash_version})",
-            peer=self.peer,
-            app=event.app,
-            flash_version=event.properties.get("flashVer", "?"),
-        )
-        for replayed in self.connection.accept_connect(event.transaction_id):
-            self._handle(replayed)
+        connection = self.connection
+        deferred = self._decide(0, lambda: app.connect(self))
+
+        def accepted(_: object) -> None:
+            if not self._settled(0, deferred) or connection.state is not State.CONNECT_PENDING:
+                self._log.info(
+                    "{peer} left before {app} accepted it", peer=self.peer, app=event.app
+                )
+                try:
+                    app.disconnect(self)
+                except Exception:
+                    self._log.failure("Application {app} failed on disconnect", app=event.app)
+                return
+            self.app = app
+            self._log.info(
+                "{peer} connected to {app} ({flash_version})",
+                peer=self.peer,
+                app=event.app,
+                flash_version=event.properties.get("flashVer", "?"),
+            )
+            try:
+                for replayed in connection.accept_connect(event.transaction_id):
+                    self._handle(replayed)
+            except RemoteProtocolError as error:
+                self._drop("protocol error: {error}", error=error)
+                return
+            self._flush()
+
+        def refused(failure: Failure) -> None:
+            if not self._settled(0, deferred) or connection.state is not State.CONNECT_PENDING:
+                return
+            code, description = self._refusal(failure, "NetConnection.Connect.Rejected", "connect")
+            connection.reject_connect(event.transaction_id, description, code)
+            self._drop("connect refused by {app}: {why}", app=event.app, why=description)
+
+        deferred.addCallbacks(accepted, refused)
 
     def _on_stream_created(self, event: ev.StreamCreated) -> None:
         assert self.connection is not None
@@ -302,31 +462,54 @@ class RTMPServerProtocol(Protocol):
         if self.connection.stream_mode(event.stream_id) is None:
             return  # deleted later in the same read; its StreamClosed follows
         stream = self.streams[event.stream_id]
+        connection = self.connection
+        app = self.app
+        if event.stream_id in self._deciding:
+            connection.send_status(
+                event.stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                "The previous request on this stream is still being decided.",
+                details=event.name,
+            )
+            return
         stream.close()
         stream.name = event.name
-        try:
-            self.app.publish(self, stream, event.name, event.publish_type)
-        except Rejected as rejected:
+        stream.query = event.query
+        deferred = self._decide(
+            event.stream_id, lambda: app.publish(self, stream, event.name, event.publish_type)
+        )
+
+        def accepted(_: object) -> None:
+            if not self._settled(event.stream_id, deferred) or self.stream_mode(stream) is None:
+                stream.close()  # the client left or closed the stream meanwhile
+                return
+            stream.add_cleanup(lambda: self._end_publish(stream))
+            connection.accept_publish(event.stream_id, stream.name)
+            self._log.info(
+                "{peer} publishes {app}/{name} ({kind})",
+                peer=self.peer,
+                app=self.app_name,
+                name=stream.name,
+                kind=event.publish_type,
+            )
+            self._flush()
+
+        def refused(failure: Failure) -> None:
+            if not self._settled(event.stream_id, deferred) or self.stream_mode(stream) is None:
+                return
+            code, description = self._refusal(failure, "NetStream.Publish.Denied", "publish")
             self._log.info(
                 "{peer} may not publish {app}/{name}: {why}",
                 peer=self.peer,
                 app=self.app_name,
                 name=event.name,
-                why=rejected.description,
+                why=description,
             )
-            self.connection.send_status(
-                event.stream_id, "error", rejected.code, rejected.description, details=event.name
-            )
-            return
-        stream.add_cleanup(lambda: self._end_publish(stream))
-        self.connection.accept_publish(event.stream_id, event.name)
-        self._log.info(
-            "{peer} publishes {app}/{name} ({kind})",
-            peer=self.peer,
-            app=self.app_name,
-            name=event.name,
-            kind=event.publish_type,
-        )
+            connection.send_status(event.stream_id, "error", code, description, details=event.name)
+            self._flush()
+
+        deferred.addCallbacks(accepted, refused)
 
     def _end_publish(self, stream: NetStream) -> None:
         if self.connection is not None and not self._dropped and self.streams.get(stream.stream_id):
@@ -337,41 +520,68 @@ class RTMPServerProtocol(Protocol):
         if self.connection.stream_mode(event.stream_id) is None:
             return  # deleted later in the same read; its StreamClosed follows
         stream = self.streams[event.stream_id]
+        connection = self.connection
+        app = self.app
+        if event.stream_id in self._deciding:
+            connection.send_status(
+                event.stream_id,
+                "error",
+                "NetStream.Play.Failed",
+                "The previous request on this stream is still being decided.",
+                details=event.name,
+            )
+            return
         stream.close()
         stream.name = event.name
-        connection = self.connection
+        stream.query = event.query
 
         def start() -> None:
             connection.start_play(
-                event.stream_id, event.name, reset=event.reset, recorded=stream.recorded
+                event.stream_id, stream.name, reset=event.reset, recorded=stream.recorded
             )
 
         stream.pending_start = start
         stream.play_duration = event.duration
-        try:
-            self.app.play(self, stream, event.name, event.start)
-        except Rejected as rejected:
+        deferred = self._decide(
+            event.stream_id, lambda: app.play(self, stream, event.name, event.start)
+        )
+
+        def accepted(_: object) -> None:
+            if not self._settled(event.stream_id, deferred) or self.stream_mode(stream) is None:
+                stream.pending_start = None
+                stream.close()  # the client left or closed the stream meanwhile
+                return
+            stream.ensure_started()
+            self._log.info(
+                "{peer} plays {app}/{name}", peer=self.peer, app=self.app_name, name=stream.name
+            )
+
+        def refused(failure: Failure) -> None:
             stream.pending_start = None
+            if not self._settled(event.stream_id, deferred) or self.stream_mode(stream) is None:
+                return
+            code, description = self._refusal(failure, "NetStream.Play.Failed", "play")
             self._log.info(
                 "{peer} cannot play {app}/{name}: {why}",
                 peer=self.peer,
                 app=self.app_name,
                 name=event.name,
-                why=rejected.description,
+                why=description,
             )
-            self.connection.send_status(
-                event.stream_id, "error", rejected.code, rejected.description, details=event.name
-            )
-            return
-        stream.ensure_started()
-        self._log.info(
-            "{peer} plays {app}/{name}", peer=self.peer, app=self.app_name, name=event.name
-        )
+            connection.send_status(event.stream_id, "error", code, description, details=event.name)
+            self._flush()
+
+        deferred.addCallbacks(accepted, refused)
 
     def _on_stream_closed(self, event: ev.StreamClosed) -> None:
         stream = self.streams.get(event.stream_id)
         if stream is None:
             return
+        pending = self._deciding.pop(event.stream_id, None)
+        self._wanted.discard(event.stream_id)
+        if pending is not None:
+            self._stale.add(pending)
+            pending.cancel()
         stream.close()
         if event.deleted:
             del self.streams[event.stream_id]
@@ -443,16 +653,70 @@ class RTMPServerProtocol(Protocol):
     def _on_call(self, event: ev.CallReceived) -> None:
         assert self.connection is not None
         command = event.command
-        if command.name in ("_result", "_error") or command.transaction_id <= 0:
+        txn = command.transaction_id
+        if command.name in ("_result", "_error"):
+            if self.calls is None or not self.calls.answer(command):
+                self._log.debug(
+                    "{peer} answered a call we did not make ({txn})", peer=self.peer, txn=txn
+                )
             return
         if command.name == "getStreamLength" and self.app is not None:
-            name = command.arguments[0] if command.arguments else ""
-            length = self.app.stream_length(self, name if isinstance(name, str) else "")
-            self.connection.send_result(command.transaction_id, None, float(length))
+            if txn > 0:
+                name = command.arguments[0] if command.arguments else ""
+                length = self.app.stream_length(self, name if isinstance(name, str) else "")
+                self.connection.send_result(txn, None, float(length))
             return
-        self.connection.send_error(
-            command.transaction_id, f"Method {command.name!r} is not available."
+        handler = ICallHandler(self.app, None)
+        if handler is None:
+            if txn > 0:
+                self.connection.send_error(txn, f"Method {command.name!r} is not available.")
+            return
+        connection = self.connection
+        deferred: Deferred[object] = bounded(
+            handler.call,
+            self.factory.decision_timeout,
+            self.factory.reactor,
+            self,
+            command.name,
+            command.arguments,
         )
+
+        def answered(value: object) -> None:
+            if txn > 0 and self._alive():
+                connection.send_result(txn, None, value)
+                self._flush()
+
+        def failed(failure: Failure) -> None:
+            error = failure.value
+            if isinstance(error, Rejected):
+                description = error.description
+            elif isinstance(error, (TimeoutError, CancelledError)):
+                description = f"{command.name} was not answered in time."
+            else:
+                description = str(error) or type(error).__name__
+            self._log.info(
+                "Call {method} from {peer} failed: {why}",
+                method=command.name,
+                peer=self.peer,
+                why=description,
+            )
+            if txn > 0 and self._alive():
+                connection.send_error(txn, description)
+                self._flush()
+
+        deferred.addCallbacks(answered, failed)
+
+    def _on_shared_object(self, event: ev.SharedObjectReceived) -> None:
+        handler = ISharedObjectHandler(self.app, None)
+        if handler is None:
+            self._log.debug(
+                "{peer} used shared object {name}, which {app} does not serve",
+                peer=self.peer,
+                name=event.message.name,
+                app=self.app_name,
+            )
+            return
+        handler.shared_object_message(self, event.message)
 
     _HANDLERS: dict[type, Callable[[RTMPServerProtocol, Any], None]] = {
         ev.HandshakeCompleted: _on_handshake,
@@ -469,4 +733,5 @@ class RTMPServerProtocol(Protocol):
         ev.Play2Requested: _on_play2,
         ev.BufferLengthSet: _on_buffer_length,
         ev.CallReceived: _on_call,
+        ev.SharedObjectReceived: _on_shared_object,
     }

@@ -37,6 +37,8 @@ class NetStream:
         self.stream_id = stream_id
         self._flush = flush
         self.name = ""
+        #: The ``?query`` of the last publish/play name (auth tokens), without ``?``.
+        self.query = ""
         #: Where a publisher's audio/video/data messages go (set by the application).
         self.media_sink: Callable[[Message], None] | None = None
         #: Where a publisher's ``onMetaData`` goes (set by the application).

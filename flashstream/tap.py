@@ -23,8 +23,9 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
+from .appapi import ApplicationHost, PluginNotFound, build_hosts
 from .applications import builtin_application, load_plugins
-from .config import Config, ConfigError, load_config
+from .config import ApplicationConfig, Config, ConfigError, load_config
 from .download import MediaDownload
 from .hub import StreamHub
 from .interfaces import IStreamApplication
@@ -176,12 +177,21 @@ class FlashstreamService(MultiService):
         rtmp_factory: RTMPServerFactory,
         web_root: WebRoot,
         recordings: Recordings | None = None,
+        hosts: dict[str, ApplicationHost] | None = None,
     ) -> None:
         super().__init__()
         self.hub = hub
         self.rtmp_factory = rtmp_factory
         self.web_root = web_root
         self.recordings = recordings
+        #: Every application, as the host running its checks, plugin and shared objects.
+        self.hosts = hosts or {}
+
+    def startService(self) -> None:
+        """Start the listeners and hand each plugin its API."""
+        super().startService()
+        for host in self.hosts.values():
+            host.start()
 
     def stopService(self) -> Deferred[None]:
         """Tell every client goodbye, finish recordings, then stop the listeners."""
@@ -201,19 +211,39 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     hub = StreamHub()
     recordings = Recordings(config.recordings)
     cache = SourceCache()
-    applications: dict[str, IStreamApplication] = {
-        app.name: builtin_application(
-            app,
+    http = None
+    if any(app.auth.enabled for app in config.applications):
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent
+
+        http = HTTPClient(Agent(reactor))
+    try:
+        hosts = build_hosts(
+            config.applications,
+            lambda app: builtin_application(
+                app,
+                hub,
+                config.media_root,
+                reactor=cast(IReactorTime, reactor),
+                recordings=recordings,
+                cache=cache,
+            ),
             hub,
-            config.media_root,
-            reactor=cast(IReactorTime, reactor),
-            recordings=recordings,
-            cache=cache,
+            cast(IReactorTime, reactor),
+            config.shared_objects_dir,
+            http,
         )
-        for app in config.applications
-    }
+    except PluginNotFound as error:
+        raise SystemExit(f"flashstream: {error}") from None
     for plugin_app in load_plugins(hub, config.media_root):
-        applications[plugin_app.name] = plugin_app
+        hosts[plugin_app.name] = ApplicationHost(
+            ApplicationConfig(plugin_app.name),
+            plugin_app,
+            hub,
+            cast(IReactorTime, reactor),
+            shared_objects_dir=config.shared_objects_dir,
+        )
+    applications: dict[str, IStreamApplication] = dict(hosts)
     factory = RTMPServerFactory(
         hub,
         applications,
@@ -225,7 +255,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     web_root.mount("vod", MediaDownload(config.media_root).app.resource())
     site = Site(web_root)
     site.noisy = False
-    parent = FlashstreamService(hub, factory, web_root, recordings)
+    parent = FlashstreamService(hub, factory, web_root, recordings, hosts)
     for description in config.rtmp:
         ListenerService(reactor, description, factory, "--rtmp", "rtmp").setServiceParent(parent)
     for description in config.http:

@@ -24,6 +24,7 @@ import attrs
 from flashstream.rtmp import amf0
 from flashstream.rtmp import commands as cmd
 from flashstream.rtmp import messages as msg
+from flashstream.rtmp import sharedobject as so
 from flashstream.rtmp.chunks import ChunkReader, ChunkWriter
 from flashstream.rtmp.connection import ServerConnection
 from flashstream.rtmp.events import ConnectRequested, Event
@@ -99,7 +100,7 @@ def seeded_random(seed: int = 0) -> Callable[[int], bytes]:
 
 # -- what a client receives --------------------------------------------------
 
-Decoded = cmd.Command | cmd.DataMessage | msg.ControlMessage | None
+Decoded = cmd.Command | cmd.DataMessage | msg.ControlMessage | so.SharedObjectMessage | None
 
 
 @attrs.frozen
@@ -131,6 +132,8 @@ def decode_received(message: Message) -> Received:
         value = cmd.decode_data(type_id, message.payload)
     elif type_id in msg.CONTROL_TYPES:
         value = msg.decode_control(message)
+    elif type_id in (MessageType.SHARED_OBJECT_AMF0, MessageType.SHARED_OBJECT_AMF3):
+        value = so.decode_shared_object(type_id, message.payload)
     return Received(message, value)
 
 
@@ -470,6 +473,71 @@ class FlashClient:
         payload = aggregate_payload(parts)
         self.send_message(Message(MessageType.AGGREGATE, stream_id, timestamp, payload), CSID_VIDEO)
 
+    # -- shared objects ----------------------------------------------------------------
+
+    def shared_object(
+        self,
+        name: str,
+        *events: so.SOEvent,
+        version: int = 0,
+        persistent: bool = False,
+        amf3: bool = False,
+    ) -> None:
+        """Queue a shared object message (type 19, or 16 with ``amf3``) on csid 3."""
+        type_id = MessageType.SHARED_OBJECT_AMF3 if amf3 else MessageType.SHARED_OBJECT_AMF0
+        message = so.SharedObjectMessage(name, version, persistent, events, type_id)
+        payload = so.encode_shared_object(message)
+        self.send_message(Message(type_id, 0, 0, payload), CSID_INVOKE)
+
+    def so_use(self, name: str, *, persistent: bool = False, amf3: bool = False) -> None:
+        """``SharedObject.getRemote(name, uri, persistent).connect(nc)``."""
+        self.shared_object(
+            name, so.SOEvent(so.SOEventType.USE), persistent=persistent, amf3=amf3
+        )
+
+    def so_release(self, name: str, *, persistent: bool = False) -> None:
+        """``SharedObject.close()``."""
+        self.shared_object(name, so.SOEvent(so.SOEventType.RELEASE), persistent=persistent)
+
+    def so_set(
+        self,
+        name: str,
+        values: dict[str, object],
+        *,
+        version: int = 0,
+        persistent: bool = False,
+        amf3: bool = False,
+    ) -> None:
+        """``so.setProperty(key, value)`` for each pair: one message, one event per key."""
+        events = [
+            so.SOEvent(so.SOEventType.REQUEST_CHANGE, pairs=((key, value),))
+            for key, value in values.items()
+        ]
+        self.shared_object(name, *events, version=version, persistent=persistent, amf3=amf3)
+
+    def so_remove(self, name: str, key: str, *, persistent: bool = False) -> None:
+        """``so.setProperty(key, null)`` / delete: Request Remove."""
+        self.shared_object(
+            name, so.SOEvent(so.SOEventType.REQUEST_REMOVE, key=key), persistent=persistent
+        )
+
+    def so_send(self, name: str, handler: str, *args: object, persistent: bool = False) -> None:
+        """``so.send(handler, args...)``."""
+        self.shared_object(
+            name,
+            so.SOEvent(so.SOEventType.SEND_MESSAGE, arguments=(handler, *args)),
+            persistent=persistent,
+        )
+
+    def shared_objects(self, name: str | None = None) -> list[so.SharedObjectMessage]:
+        """The shared object messages received (only for ``name``, if given)."""
+        return [
+            r.value
+            for r in self.received
+            if isinstance(r.value, so.SharedObjectMessage)
+            and (name is None or r.value.name == name)
+        ]
+
     # -- control -------------------------------------------------------------------------
 
     def set_chunk_size(self, size: int) -> None:
@@ -535,7 +603,8 @@ class FlashClient:
         return [
             r.value
             for r in self.received
-            if r.value is not None and not isinstance(r.value, (cmd.Command, cmd.DataMessage))
+            if r.value is not None
+            and not isinstance(r.value, (cmd.Command, cmd.DataMessage, so.SharedObjectMessage))
         ]
 
     def media(self, stream_id: int | None = None) -> list[Message]:

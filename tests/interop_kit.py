@@ -43,9 +43,16 @@ def require_tool(name: str) -> str:
 class FlashstreamServer:
     """A flashstream server process on 127.0.0.1 with an ephemeral port."""
 
-    def __init__(self, extra_args: Sequence[str] = (), media_root: Path | None = None) -> None:
+    def __init__(
+        self,
+        extra_args: Sequence[str] = (),
+        media_root: Path | None = None,
+        extra_path: Sequence[Path] = (),
+    ) -> None:
         self.extra_args = list(extra_args)
         self.media_root = media_root
+        #: Folders put on the server's PYTHONPATH (packages with their own twisted/plugins/).
+        self.extra_path = list(extra_path)
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.process: subprocess.Popen[str] | None = None
@@ -71,9 +78,16 @@ class FlashstreamServer:
         if self.media_root is not None:
             args += ["--media-root", str(self.media_root)]
         args += self.extra_args
+        env = dict(os.environ)
+        if self.extra_path:
+            paths = [str(p) for p in self.extra_path]
+            if env.get("PYTHONPATH"):
+                paths.append(env["PYTHONPATH"])
+            env["PYTHONPATH"] = os.pathsep.join(paths)
         self.process = subprocess.Popen(
             args,
             cwd=ROOT,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -143,10 +157,12 @@ class FlashstreamServer:
 
 @contextmanager
 def running_server(
-    extra_args: Sequence[str] = (), media_root: Path | None = None
+    extra_args: Sequence[str] = (),
+    media_root: Path | None = None,
+    extra_path: Sequence[Path] = (),
 ) -> Iterator[FlashstreamServer]:
     """Run a server for the duration of the block."""
-    server = FlashstreamServer(extra_args, media_root)
+    server = FlashstreamServer(extra_args, media_root, extra_path)
     try:
         server.start()
         yield server

@@ -14,6 +14,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
+from flashstream.appapi import ApplicationHost
 from flashstream.applications import LiveApplication, VodApplication
 from flashstream.tap import FlashstreamService, ListenerService, NotYetService, Options, makeService
 
@@ -82,8 +83,10 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual([s.description for s in listeners], ["tcp:1935", "tcp:1936"])
         self.assertEqual({id(s.factory) for s in listeners}, {id(service.rtmp_factory)})
         apps = service.rtmp_factory.applications
-        self.assertIsInstance(apps["live"], LiveApplication)
-        self.assertIsInstance(apps["vod"], VodApplication)
+        live, vod = apps["live"], apps["vod"]
+        assert isinstance(live, ApplicationHost) and isinstance(vod, ApplicationHost)
+        self.assertIsInstance(live.base, LiveApplication)
+        self.assertIsInstance(vod.base, VodApplication)
         service.privilegedStartService()
         service.startService()
         self.assertEqual([port[0] for port in reactor.tcpServers], [1935, 1936, 80])

@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 from . import commands as cmd
 from . import messages as msg
+from . import sharedobject as so
 from .amf0 import ECMAArray
 from .chunks import ChunkReader, ChunkWriter
 from .errors import CommandError, LimitExceeded, LocalProtocolError, MessageError
@@ -47,6 +48,7 @@ from .events import (
     PublishRequested,
     ReceiveMediaToggled,
     SeekRequested,
+    SharedObjectReceived,
     StreamClosed,
     StreamCreated,
 )
@@ -243,16 +245,16 @@ class ServerConnection:
         elif type_id in (MessageType.COMMAND_AMF0, MessageType.COMMAND_AMF3):
             command = cmd.decode_command(type_id, message.payload, self.limits)
             if self._state is State.CONNECT_PENDING:
-                self._move(Input.COMMAND)
-                if len(self._pending) >= MAX_PENDING_COMMANDS:
-                    raise LimitExceeded(
-                        "commands before connect is answered",
-                        len(self._pending) + 1,
-                        MAX_PENDING_COMMANDS,
-                    )
-                self._pending.append(message)
+                self._hold(message)
                 return
             self._receive_command(message.stream_id, command, events)
+        elif type_id in (MessageType.SHARED_OBJECT_AMF0, MessageType.SHARED_OBJECT_AMF3):
+            shared = so.decode_shared_object(type_id, message.payload, self.limits)
+            if self._state is State.CONNECT_PENDING:
+                self._hold(message)
+                return
+            self._move(Input.COMMAND)
+            events.append(SharedObjectReceived(shared))
         elif type_id in (MessageType.DATA_AMF0, MessageType.DATA_AMF3):
             self._move(Input.MEDIA)
             self._receive_data_message(message, events)
@@ -271,7 +273,18 @@ class ServerConnection:
             MessageType.SET_PEER_BANDWIDTH,
         ):
             self._receive_control(msg.decode_control(message), events)
-        # Shared objects (16/19) and unknown types are ignored here.
+        # Unknown types are ignored here.
+
+    def _hold(self, message: Message) -> None:
+        """Keep a command or shared object message until connect is answered."""
+        self._move(Input.COMMAND)
+        if len(self._pending) >= MAX_PENDING_COMMANDS:
+            raise LimitExceeded(
+                "commands before connect is answered",
+                len(self._pending) + 1,
+                MAX_PENDING_COMMANDS,
+            )
+        self._pending.append(message)
 
     def _receive_control(self, control: msg.ControlMessage, events: list[Event]) -> None:
         # SetChunkSize and Abort were already applied by the chunk reader.
@@ -615,6 +628,11 @@ class ServerConnection:
         else:
             csid = CSID_STREAM
         self._write(Message(type_id, stream_id, timestamp % 2**32, payload), csid)
+
+    def send_shared_object(self, message: so.SharedObjectMessage) -> None:
+        """Queue a shared object message (type 19, or 16 if ``message`` says so)."""
+        payload = so.encode_shared_object(message)
+        self._write(Message(message.type_id, 0, 0, payload), CSID_COMMAND)
 
     def send_ping(self, timestamp: int) -> None:
         """Queue a PingRequest (the adapter calls this when the peer is quiet)."""

@@ -15,6 +15,7 @@ import attrs
 
 from .commands import Command, DataMessage
 from .messages import Message
+from .sharedobject import SharedObjectMessage
 
 
 @attrs.frozen
@@ -177,6 +178,13 @@ class CallReceived:
     command: Command
 
 
+@attrs.frozen
+class SharedObjectReceived:
+    """A shared object message (type 19 or 16) from the client, decoded."""
+
+    message: SharedObjectMessage
+
+
 Event = Union[
     HandshakeCompleted,
     ConnectRequested,
@@ -193,4 +201,5 @@ Event = Union[
     BufferLengthSet,
     PingAnswered,
     CallReceived,
+    SharedObjectReceived,
 ]

@@ -40,3 +40,7 @@ class Limits:
     #: Largest outbound backlog (bytes) a player may accumulate before frames
     #: are dropped for it.
     max_send_backlog: int = 8 * 1024 * 1024
+    #: Most events in one shared object message (type 16/19).
+    max_so_events: int = 4096
+    #: Most calls the server has made to one client that are still unanswered.
+    max_pending_calls: int = 64

@@ -703,7 +703,7 @@ def test_ping_request_answered(make_pair: PairFactory) -> None:
 
 
 def test_other_control_messages_ignored(make_pair: PairFactory) -> None:
-    """SetPeerBandwidth, Acknowledgement, Abort and unknown user control produce nothing."""
+    """SetPeerBandwidth, Acknowledgement, Abort, unknown user control and types produce nothing."""
     pair = make_pair()
     pair.connect("live")
     pair.client.clear()
@@ -711,7 +711,7 @@ def test_other_control_messages_ignored(make_pair: PairFactory) -> None:
     pair.client.control(msg.Acknowledgement(100))
     pair.client.control(msg.Abort(5))
     pair.client.control(msg.UnknownUserControl(0x1A, b"\x00\x00"))
-    pair.client.send_message(Message(MessageType.SHARED_OBJECT_AMF0, 0, 0, b"junk"), 3)
+    pair.client.send_message(Message(7, 0, 0, b"junk"), 3)
     assert pair.to_server() == []
     pair.to_client()
     assert pair.client.values() == []
