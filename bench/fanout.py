@@ -69,6 +69,23 @@ def rss_bytes(pid: int) -> int:
         return int(f.read().split()[1]) * PAGE
 
 
+def core_times(core: int) -> tuple[int, int]:
+    """(busy, total) jiffies of one CPU core so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{core} "):
+                values = [int(x) for x in line.split()[1:]]
+                idle = values[3] + values[4]
+                return sum(values) - idle, sum(values)
+    raise RuntimeError(f"no cpu{core} in /proc/stat")
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Share of the time a core was busy (with anything) between two readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else 0.0
+
+
 def free_port() -> int:
     """An unused loopback port (for nginx, which cannot report an ephemeral one)."""
     with socket.socket() as s:
@@ -166,7 +183,8 @@ class Nginx(Server):
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(nginx).exists() or not NGINX_MODULE.exists():
             raise RuntimeError(
-                "nginx with the RTMP module is missing: apt-get install -y nginx-light libnginx-mod-rtmp"
+                "nginx with the RTMP module is missing: "
+                "apt-get install -y nginx-light libnginx-mod-rtmp"
             )
         self.port = free_port()
         (self.tmp / "logs").mkdir()
@@ -192,7 +210,10 @@ rtmp {{
 }}
 """
         )
-        self._spawn([nginx, "-p", str(self.tmp), "-e", f"{self.tmp}/logs/error.log", "-c", str(config)], self.tmp)
+        self._spawn(
+            [nginx, "-p", str(self.tmp), "-e", f"{self.tmp}/logs/error.log", "-c", str(config)],
+            self.tmp,
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
@@ -202,7 +223,11 @@ rtmp {{
                 if self.process is not None and self.process.poll() is not None:
                     break
                 time.sleep(0.05)
-        log = (self.tmp / "logs" / "error.log").read_text() if (self.tmp / "logs" / "error.log").exists() else ""
+        log = (
+            (self.tmp / "logs" / "error.log").read_text()
+            if (self.tmp / "logs" / "error.log").exists()
+            else ""
+        )
         raise RuntimeError("nginx did not start:\n" + "\n".join(self.lines[-20:]) + log)
 
     def version(self) -> str:
@@ -237,7 +262,8 @@ async def run_server(server: Server, clip: Clip, args: argparse.Namespace, out: 
         print(
             f"  {server.name:12} N={count:5} realtime={step['all_realtime']!s:5} "
             f"ok={step['realtime_players']:5} cpu={step['server_cpu_share']:.0%} "
-            f"client={step['client_cpu_share']:.0%} cpu_s/GB={step['cpu_seconds_per_gb']:.2f} "
+            f"client={step['client_cpu_share']:.0%} cores={step['server_core_busy']:.0%}/"
+            f"{step['client_core_busy']:.0%} cpu_s/GB={step['cpu_seconds_per_gb']:.2f} "
             f"lat p50/p99={step['latency_ms_p50']:.1f}/{step['latency_ms_p99']:.1f} ms "
             f"rss/conn={step['rss_per_connection_kb']:.0f} kB"
         )
@@ -252,11 +278,17 @@ async def run_server(server: Server, clip: Clip, args: argparse.Namespace, out: 
         "server": server.name,
         "version": server.version(),
         "max_realtime_players": best["players"] if best else 0,
-        "limited_by_client": bool(steps and steps[-1]["client_saturated"] and steps[-1]["all_realtime"]),
+        "limited_by_client": bool(
+            steps and steps[-1]["client_saturated"] and steps[-1]["all_realtime"]
+        ),
         "cpu_seconds_per_gb": best["cpu_seconds_per_gb"] if best else None,
         "latency_ms_p50_at_100": at100["latency_ms_p50"] if at100 else None,
         "latency_ms_p99_at_100": at100["latency_ms_p99"] if at100 else None,
         "rss_per_connection_kb": best["rss_per_connection_kb"] if best else None,
+        "contended_steps": [s["players"] for s in steps if s["client_core_contended"]],
+        "cpu_seconds_per_gb_by_n": {
+            str(s["players"]): s["cpu_seconds_per_gb"] for s in steps if s["all_realtime"]
+        },
     }
 
 
@@ -267,7 +299,7 @@ async def run_step(
     crowd = await open_players(count, server.port, "live", "bench", publisher.sent_at)
     try:
         await asyncio.wait_for(asyncio.gather(*(p.started for p in crowd.players)), 30)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     await asyncio.sleep(args.warmup)
     players = crowd.players
@@ -276,16 +308,19 @@ async def run_step(
     bytes0 = [p.bytes for p in players]
     cpu0 = cpu_seconds(server.pid)
     client0 = time.process_time()
+    cores0 = core_times(args.server_core), core_times(args.client_core)
     wall0 = time.monotonic()
     sent0 = publisher.video_sent
     await asyncio.sleep(args.window)
     wall = time.monotonic() - wall0
     cpu = cpu_seconds(server.pid) - cpu0
     client = time.process_time() - client0
+    server_core = busy_share(cores0[0], core_times(args.server_core))
+    client_core = busy_share(cores0[1], core_times(args.client_core))
     rss = rss_bytes(server.pid)
     published = publisher.video_sent - sent0
     head = publisher.last_video
-    delivered = sum(p.bytes - b for p, b in zip(players, bytes0))
+    delivered = sum(p.bytes - b for p, b in zip(players, bytes0, strict=True))
     realtime = 0
     latencies: list[float] = []
     lags: list[int] = []
@@ -319,7 +354,12 @@ async def run_step(
         "server_cpu_share": cpu / wall,
         "cpu_seconds_per_gb": cpu / (delivered / 1e9) if delivered else float("inf"),
         "client_cpu_share": client / wall,
+        "server_core_busy": server_core,
+        "client_core_busy": client_core,
         "client_saturated": client / wall > args.client_limit,
+        # Other processes on the load client's core (a shared machine) make
+        # the step's figures a lower bound for the server.
+        "client_core_contended": client_core - client / wall > 0.25,
         "latency_ms_p50": statistics.median(ms),
         "latency_ms_p99": percentile(ms, 0.99),
         "latency_samples": len(latencies),
@@ -342,14 +382,27 @@ def fmt(value: object, spec: str = ".2f") -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--servers", default="flashstream,nginx", help="comma-separated: flashstream,nginx")
-    parser.add_argument("--steps", default="25,50,100,200,400,800,1600", help="player counts to try, in order")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--servers", default="flashstream,nginx", help="comma-separated: flashstream,nginx"
+    )
+    parser.add_argument(
+        "--steps", default="25,50,100,200,400,800,1600", help="player counts to try, in order"
+    )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each window")
     parser.add_argument("--window", type=float, default=8.0, help="measured seconds per step")
     parser.add_argument("--max-lag", type=int, default=1000, help="ms a real-time player may trail")
-    parser.add_argument("--min-frames", type=float, default=0.98, help="share of frames a real-time player must get")
-    parser.add_argument("--client-limit", type=float, default=0.90, help="client CPU share that stops the sweep")
+    parser.add_argument(
+        "--min-frames", type=float, default=0.98, help="share of frames a real-time player must get"
+    )
+    parser.add_argument(
+        "--client-limit",
+        type=float,
+        default=0.90,
+        help="client CPU (or client core busy) share that stops the sweep",
+    )
     parser.add_argument("--max-seconds", type=float, default=300.0, help="time limit per server")
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--client-core", type=int, default=1)
@@ -365,8 +418,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"encoding the test clip once into {CLIP} ...")
         rtmp_load.make_clip(CLIP)
     clip = read_flv(CLIP)
-    print(f"clip: {len(clip.frames)} frames, {clip.duration_ms} ms, {clip.bitrate / 1e6:.2f} Mbit/s")
-    run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    print(
+        f"clip: {len(clip.frames)} frames, {clip.duration_ms} ms, {clip.bitrate / 1e6:.2f} Mbit/s"
+    )
+    run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     records: list[dict] = []
     summaries: dict[str, dict] = {}
     kinds = {"flashstream": Flashstream, "nginx": Nginx}
@@ -398,9 +453,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         r = ratio(a, b)
         comparison[key] = r
         print(f"{label:28} {fmt(a, spec):>12} {fmt(b, spec):>12} {fmt(r):>8}")
+    if fs and ng:
+        # CPU per GB falls with N (fixed costs spread): compare at the same N.
+        common = set(fs["cpu_seconds_per_gb_by_n"]) & set(ng["cpu_seconds_per_gb_by_n"])
+        if common:
+            n = max(common, key=int)
+            a = fs["cpu_seconds_per_gb_by_n"][n]
+            b = ng["cpu_seconds_per_gb_by_n"][n]
+            comparison[f"cpu_seconds_per_gb_at_{n}"] = ratio(a, b)
+            label = f"CPU s per GB at N={n}"
+            print(f"{label:28} {fmt(a):>12} {fmt(b):>12} {fmt(ratio(a, b)):>8}")
     for summary in summaries.values():
         if summary["limited_by_client"]:
-            print(f"note: {summary['server']}'s sweep was stopped by the load client's CPU, not the server")
+            print(
+                f"note: {summary['server']}'s sweep was stopped by the load client's core, "
+                "not the server"
+            )
+        if summary["contended_steps"]:
+            print(
+                f"note: other processes used the load client's core during {summary['server']}"
+                f" steps N={summary['contended_steps']}: those figures are lower bounds"
+            )
     records.append({"kind": "ratios", "flashstream_over_nginx": comparison})
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"fanout-{run_id}.jsonl"

@@ -130,7 +130,9 @@ def c0c1() -> bytes:
     return b"\x03" + bytes(8) + os.urandom(HANDSHAKE_SIZE - 8)
 
 
-def _command(writer: ChunkWriter, stream_id: int, csid: int, name: str, txn: float, *args: object) -> bytes:
+def _command(
+    writer: ChunkWriter, stream_id: int, csid: int, name: str, txn: float, *args: object
+) -> bytes:
     payload = cmd.encode_command(cmd.Command(name, txn, None, tuple(args)))
     return writer.write(Message(MessageType.COMMAND_AMF0, stream_id, 0, payload), csid)
 
@@ -345,7 +347,9 @@ class _Base(asyncio.Protocol):
         if type_id == 5 and payload is not None:
             self.window = struct.unpack(">I", payload[:4])[0]
         elif type_id == 4 and payload is not None and payload[:2] == b"\x00\x06":
-            self._send(msg.encode_control(msg.PingResponse(struct.unpack(">I", payload[2:6])[0])), 2)
+            self._send(
+                msg.encode_control(msg.PingResponse(struct.unpack(">I", payload[2:6])[0])), 2
+            )
         else:
             self.on_message(type_id, timestamp, length)
 
@@ -462,7 +466,9 @@ class Publisher(_Base):
         transport = self.transport
         w = self.writer
         for tag in self.clip.headers:
-            transport.write(w.write(Message(tag.type_id, 1, 0, tag.payload), 4 if tag.type_id == VIDEO else 5))
+            transport.write(
+                w.write(Message(tag.type_id, 1, 0, tag.payload), 4 if tag.type_id == VIDEO else 5)
+            )
         origin = time.perf_counter()
         base = 0
         frames = self.clip.frames
@@ -475,7 +481,8 @@ class Publisher(_Base):
                 if delay > 0:
                     await asyncio.sleep(delay)
                 data = w.write(
-                    Message(tag.type_id, 1, timestamp, tag.payload), 4 if tag.type_id == VIDEO else 5
+                    Message(tag.type_id, 1, timestamp, tag.payload),
+                    4 if tag.type_id == VIDEO else 5,
                 )
                 if tag.type_id == VIDEO:
                     sent_at[timestamp] = perf()
