@@ -347,6 +347,7 @@ class RTMPServerProtocol(Protocol):
     def _on_stream_created(self, event: ev.StreamCreated) -> None:
         assert self.connection is not None
         stream = NetStream(self.connection, event.stream_id, self._flush)
+        stream.congested = self.is_congested
         stream.backlog_full = self.backlog_full
         self.streams[event.stream_id] = stream
 

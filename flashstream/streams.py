@@ -46,6 +46,9 @@ class NetStream:
         self.receive_video = True
         self.paused = False
         self._need_keyframe = True
+        #: Whether the connection's transport is asking us to stop writing
+        #: (file playback paces itself on it; live playback does not drop on it).
+        self.congested: Callable[[], bool] = lambda: False
         #: Whether the send backlog limit is reached (then video skips to
         #: the next keyframe; audio, data and codec headers still go out).
         self.backlog_full: Callable[[], bool] = lambda: False
