@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from .interfaces import ISubscriber
 from .rtmp import media
 from .rtmp.messages import Message, MessageType
+from .rtmp.prechunk import share
 
 
 class StreamBusy(Exception):
@@ -186,7 +187,13 @@ class StreamHub:
         self.feed(publication, message)
 
     def feed(self, publication: Publication, message: Message) -> None:
-        """Take one message from the publisher and fan it out."""
+        """Take one message from the publisher and fan it out.
+
+        The message is wrapped once (:func:`~flashstream.rtmp.prechunk.share`)
+        so every subscriber, and the keyframe-group cache, shares its chunk
+        bytes.
+        """
+        message = share(message)
         publication.messages_in += 1
         publication.bytes_in += len(message.payload)
         publication._remember(message)

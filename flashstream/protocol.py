@@ -119,6 +119,7 @@ class RTMPServerProtocol(Protocol):
         self._last_input = 0.0
         self._congested = False
         self._backlog = 0
+        self._full_since: float | None = None
         self._dropped = False
         self.peer = "?"
 
@@ -190,14 +191,15 @@ class RTMPServerProtocol(Protocol):
     # -- IPushProducer: the transport tells us when it is full ----------------
 
     def pauseProducing(self) -> None:
-        """The transport's buffer is full: players start dropping frames."""
+        """The transport's buffer passed its high-water mark: watch the backlog."""
         self._congested = True
         self._backlog = 0
 
     def resumeProducing(self) -> None:
-        """The transport drained: players resume at the next keyframe."""
+        """The transport drained its buffer."""
         self._congested = False
         self._backlog = 0
+        self._full_since = None
 
     def stopProducing(self) -> None:
         """The transport is going away."""
@@ -207,9 +209,58 @@ class RTMPServerProtocol(Protocol):
         """True while the transport asks us to stop writing."""
         return self._congested
 
+    def send_backlog(self) -> int:
+        """Bytes written to the transport and not yet sent (0 unless congested).
+
+        A TCP transport's buffer is measured directly; for other transports
+        (TLS) it is the bytes written since the transport asked us to pause.
+        """
+        if not self._congested:
+            return 0
+        transport = self.transport
+        buffer = getattr(transport, "dataBuffer", None)
+        if isinstance(buffer, bytes):
+            return (
+                len(buffer)
+                - cast(int, getattr(transport, "offset", 0))
+                + cast(int, getattr(transport, "_tempDataLen", 0))
+            )
+        return self._backlog
+
     def backlog_full(self) -> bool:
-        """True once ``max_send_backlog`` bytes were written while congested."""
-        return self._congested and self._backlog >= self.factory.limits.max_send_backlog
+        """True while ``max_send_backlog`` bytes or more wait to be sent.
+
+        Players then skip video to the next keyframe.
+        """
+        return self._congested and self.send_backlog() >= self.factory.limits.max_send_backlog
+
+    def _check_backlog(self, adding: int) -> bool:
+        """Before writing ``adding`` bytes to a congested transport: drop a
+        player that would pass twice ``max_send_backlog`` or that stayed past
+        it for ``slow_player_timeout`` seconds.  False if it was dropped."""
+        limits = self.factory.limits
+        backlog = self.send_backlog()
+        if backlog + adding > 2 * limits.max_send_backlog:
+            self._drop(
+                "too far behind ({backlog} bytes waiting, limit {limit})",
+                backlog=backlog + adding,
+                limit=2 * limits.max_send_backlog,
+            )
+            return False
+        if backlog < limits.max_send_backlog:
+            self._full_since = None
+            return True
+        now = self.factory.reactor.seconds()
+        if self._full_since is None:
+            self._full_since = now
+        elif now - self._full_since >= limits.slow_player_timeout:
+            self._drop(
+                "too far behind ({backlog} bytes waiting for {seconds:.0f}s)",
+                backlog=backlog,
+                seconds=now - self._full_since,
+            )
+            return False
+        return True
 
     # -- what applications may do with the client ----------------------------------
 
@@ -323,11 +374,14 @@ class RTMPServerProtocol(Protocol):
     def _flush(self) -> None:
         if self.connection is None:
             return
-        out = self.connection.data_to_send()
+        out = self.connection.data_to_send_sequence()
         if out:
             if self._congested:
-                self._backlog += len(out)
-            self._transport().write(out)
+                size = sum(map(len, out))
+                if not self._dropped and not self._check_backlog(size):
+                    return  # dropped: these bytes are discarded
+                self._backlog += size
+            self._transport().writeSequence(out)
 
     def _drop(self, reason_format: str, *, quiet: bool = False, **fields: object) -> None:
         """Log why (a format string with ``fields``), send what is queued, close.

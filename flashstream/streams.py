@@ -18,10 +18,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from .interfaces import IPlayback, ISubscriber
-from .rtmp import media
 from .rtmp import messages as msg
 from .rtmp.connection import ServerConnection
 from .rtmp.messages import Message, MessageType
+from .rtmp.prechunk import share
 
 
 @implementer(ISubscriber)
@@ -48,9 +48,11 @@ class NetStream:
         self.receive_video = True
         self.paused = False
         self._need_keyframe = True
-        #: Whether the connection's transport is asking us to stop writing.
+        #: Whether the connection's transport is asking us to stop writing
+        #: (file playback paces itself on it; live playback does not drop on it).
         self.congested: Callable[[], bool] = lambda: False
-        #: Whether the send backlog limit is reached (then only headers go out).
+        #: Whether the send backlog limit is reached (then video skips to
+        #: the next keyframe; audio, data and codec headers still go out).
         self.backlog_full: Callable[[], bool] = lambda: False
         self.messages_out = 0
         self.frames_dropped = 0
@@ -115,29 +117,26 @@ class NetStream:
 
     def media(self, message: Message) -> None:
         """Send one hub message to the player, unless its choices skip it."""
-        self.ensure_started()
-        type_id = message.type_id
-        payload = message.payload
-        if self.backlog_full() and not media.is_sequence_header(type_id, payload):
-            self._drop()
-            return
+        if self.pending_start is not None:
+            self.ensure_started()
+        shared = share(message)
+        type_id = shared.type_id
         if type_id == MessageType.VIDEO:
             if not self.receive_video:
                 return
-            if not media.is_video_sequence_header(payload):
-                if media.is_keyframe(payload):
-                    if self.congested():
-                        self._drop()
-                        return
-                    self._need_keyframe = False
-                elif self._need_keyframe or self.congested():
+            if not shared.sequence_header:
+                if self._need_keyframe and not shared.keyframe:
                     self._drop()
                     return
+                if self.backlog_full():
+                    self._drop()  # skip to the next keyframe
+                    return
+                self._need_keyframe = False
         elif type_id == MessageType.AUDIO and not self.receive_audio:
             return
         if self.paused:
             return
-        self.connection.send_media(self.stream_id, type_id, message.timestamp, payload)
+        self.connection.send_shared(self.stream_id, shared)
         self.messages_out += 1
         self._flush()
 

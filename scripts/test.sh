@@ -20,7 +20,7 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[dev]'
 
-.venv/bin/ruff check flashstream tests twisted
+.venv/bin/ruff check flashstream tests twisted bench
 .venv/bin/mypy
 .venv/bin/sphinx-build -E -W -q -b html docs docs/_build/html
 .venv/bin/pytest -n 2 -p no:cacheprovider "$@"

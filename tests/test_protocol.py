@@ -398,27 +398,19 @@ class LiveTests(ProtocolTestCase):
         publisher.pump()
         self.assertEqual(publisher.client.status_codes()[-1], "NetStream.Publish.Start")
 
-    def test_congested_player_resumes_at_keyframe(self) -> None:
-        """A congested player drops video, and after resuming waits for the next keyframe."""
+    def test_congested_player_under_backlog_limit_loses_nothing(self) -> None:
+        """A paused transport alone drops nothing: frames queue until the backlog limit."""
         publisher = self.publisher()
         player = self.peer()
         player.play("cam")
         publisher.video(0, avc_keyframe(0))
-        publisher.video(40, avc_inter(1))
         player.client.clear()
         player.protocol.pauseProducing()
         self.assertTrue(player.protocol.is_congested())
+        publisher.video(40, avc_inter(1))
         publisher.video(80, avc_inter(2))
-        publisher.video(120, avc_keyframe(3))
-        publisher.video(160, avc_inter(4))
-        self.assertEqual(player.video_payloads(), [])
-        player.protocol.resumeProducing()
-        publisher.video(200, avc_inter(5))
-        publisher.video(240, avc_keyframe(6))
-        publisher.video(280, avc_inter(7))
-        self.assertEqual(player.video_payloads(), [avc_keyframe(6), avc_inter(7)])
-        stream = player.protocol.streams[player.stream_id]
-        self.assertEqual(stream.frames_dropped, 4)
+        self.assertEqual(player.video_payloads(), [avc_inter(1), avc_inter(2)])
+        self.assertEqual(player.protocol.streams[player.stream_id].frames_dropped, 0)
 
     def test_receive_video_false(self) -> None:
         """receiveVideo(false) stops video (audio continues); true restarts at a keyframe."""
@@ -806,3 +798,97 @@ class RTMPETests(ProtocolTestCase):
         self.assertEqual(peer.transport.value(), b"")
         (dropped,) = self.formats("Dropping")
         self.assertIn("Diffie-Hellman public key", str(dropped["error"]))
+class SlowPlayerTests(ProtocolTestCase):
+    """A player that cannot keep up skips video, then is dropped; nobody else notices."""
+
+    limits = Limits(max_send_backlog=1000, slow_player_timeout=5.0)
+
+    def slow_player(self) -> tuple[Peer, Peer]:
+        """A publisher and a player whose transport holds more than max_send_backlog."""
+        publisher = self.publisher()
+        player = self.peer()
+        player.play("cam")
+        publisher.video(0, avc_keyframe(0))
+        player.client.clear()
+        player.protocol.pauseProducing()
+        # 1200 bytes now wait to be sent: past max_send_backlog.
+        publisher.video(40, avc_inter(1) + bytes(1200))
+        player.client.clear()
+        return publisher, player
+
+    def test_backlogged_player_skips_video_to_next_keyframe(self) -> None:
+        """Past max_send_backlog video is skipped (keyframes too), audio continues;
+        once drained, video restarts at the next keyframe."""
+        publisher, player = self.slow_player()
+        other = self.peer()
+        other.play("cam")
+        other.client.clear()
+        publisher.video(80, avc_inter(2))
+        publisher.audio(90, aac_frame(1))
+        publisher.video(120, avc_keyframe(3))
+        self.assertEqual(player.video_payloads(), [])
+        self.assertEqual(
+            [m.payload for m in player.client.media() if m.type_id == MessageType.AUDIO],
+            [aac_frame(1)],
+        )
+        self.assertEqual(other.video_payloads(), [avc_inter(2), avc_keyframe(3)])
+        player.protocol.resumeProducing()
+        publisher.video(160, avc_inter(4))
+        publisher.video(200, avc_keyframe(5))
+        publisher.video(240, avc_inter(6))
+        self.assertEqual(player.video_payloads(), [avc_keyframe(5), avc_inter(6)])
+        self.assertEqual(player.protocol.streams[player.stream_id].frames_dropped, 3)
+        self.assertTrue(player.connected)
+
+    def test_player_behind_too_long_is_dropped(self) -> None:
+        """A player past the backlog limit for slow_player_timeout seconds is dropped and logged."""
+        publisher, player = self.slow_player()
+        publisher.audio(50, aac_frame(1))
+        self.clock.advance(self.limits.slow_player_timeout - 1)
+        publisher.audio(60, aac_frame(2))
+        self.assertTrue(player.connected)
+        self.clock.advance(1)
+        publisher.audio(70, aac_frame(3))
+        self.assertFalse(player.connected)
+        (dropped,) = self.formats("Dropping")
+        self.assertIn("too far behind", str(dropped["log_format"]))
+        self.assertTrue(publisher.connected)
+
+    def test_player_catching_up_is_kept(self) -> None:
+        """The timeout restarts when the backlog falls under the limit."""
+        publisher, player = self.slow_player()
+        self.clock.advance(self.limits.slow_player_timeout - 1)
+        publisher.video(80, avc_inter(2))  # past the limit since t=0: skipped
+        player.protocol.resumeProducing()
+        player.protocol.pauseProducing()
+        publisher.video(120, avc_keyframe(3))  # under the limit again
+        publisher.video(160, avc_inter(4) + bytes(1200))
+        self.clock.advance(2)
+        publisher.video(200, avc_inter(5))
+        self.assertTrue(player.connected)
+        self.assertEqual(self.formats("Dropping"), [])
+
+    def test_backlog_never_passes_twice_the_limit(self) -> None:
+        """Bytes that would take the backlog past twice the limit drop the player instead."""
+        publisher, player = self.slow_player()
+        written = len(player.transport.value())
+        publisher.audio(50, aac_frame(1) + bytes(900))
+        self.assertFalse(player.connected)
+        self.assertEqual(len(player.transport.value()), written)
+        (dropped,) = self.formats("Dropping")
+        self.assertEqual(dropped["limit"], 2000)
+
+    def test_tcp_buffer_is_measured(self) -> None:
+        """With a TCP-style transport the backlog is what its buffers hold."""
+        player = self.peer()
+        player.connect()
+        transport = player.transport
+        transport.dataBuffer = b"x" * 700  # type: ignore[attr-defined]
+        transport.offset = 100  # type: ignore[attr-defined]
+        transport._tempDataLen = 50  # type: ignore[attr-defined]
+        self.assertEqual(player.protocol.send_backlog(), 0, "not congested: nothing waits")
+        player.protocol.pauseProducing()
+        self.assertEqual(player.protocol.send_backlog(), 650)
+        self.assertFalse(player.protocol.backlog_full())
+        transport.dataBuffer = b"x" * 1200  # type: ignore[attr-defined]
+        self.assertTrue(player.protocol.backlog_full())

@@ -412,6 +412,48 @@ class ChunkWriter:
         if not 0 <= timestamp <= _U32_MASK:
             raise LocalProtocolError(f"timestamp {timestamp} out of range")
 
+        header, st = self._first_header(csid, timestamp, length, type_id, msid)
+        chunk_size = self._chunk_size
+        if length <= chunk_size:
+            return header + payload
+        continuation = _basic_header(3, csid) + st.ext
+        view = memoryview(payload)
+        parts: list[bytes | memoryview] = [header, view[:chunk_size]]
+        for offset in range(chunk_size, length, chunk_size):
+            parts.append(continuation)
+            parts.append(view[offset : offset + chunk_size])
+        return b"".join(parts)
+
+    def first_header(
+        self, csid: int, timestamp: int, length: int, type_id: int, msid: int
+    ) -> bytes | None:
+        """
+        The first chunk header of a message whose chunk body is shared
+        (:mod:`flashstream.rtmp.prechunk`), with the csid's state advanced
+        as :meth:`write` would.  Returns None, changing nothing, when the
+        header needs an extended timestamp (continuation chunks would then
+        repeat it, so the body cannot be shared): use :meth:`write`.
+
+        The caller vouches for the ranges :meth:`write` checks (the hub only
+        forwards messages the chunk reader produced).
+        """
+        st = self._streams.get(csid)
+        if st is None or st.msid != msid or timestamp < st.timestamp:
+            if timestamp >= _EXTENDED:
+                return None
+        else:
+            delta = timestamp - st.timestamp
+            if type_id != st.type_id or length != st.length or delta != st.delta:
+                if delta >= _EXTENDED:
+                    return None
+            elif st.ext:
+                return None
+        return self._first_header(csid, timestamp, length, type_id, msid)[0]
+
+    def _first_header(
+        self, csid: int, timestamp: int, length: int, type_id: int, msid: int
+    ) -> tuple[bytes, _OutStream]:
+        """Choose and build a message's first chunk header; advance the csid state."""
         st = self._streams.get(csid)
         if st is None or st.msid != msid or timestamp < st.timestamp:
             if st is None:
@@ -431,17 +473,7 @@ class ChunkWriter:
         st.type_id = type_id
         st.length = length
         st.timestamp = timestamp
-
-        chunk_size = self._chunk_size
-        if length <= chunk_size:
-            return header + payload
-        continuation = _basic_header(3, csid) + st.ext
-        view = memoryview(payload)
-        parts: list[bytes | memoryview] = [header, view[:chunk_size]]
-        for offset in range(chunk_size, length, chunk_size):
-            parts.append(continuation)
-            parts.append(view[offset : offset + chunk_size])
-        return b"".join(parts)
+        return header, st
 
     @staticmethod
     def _header(

@@ -55,6 +55,7 @@ from .events import (
 from .handshake import ServerHandshake
 from .limits import Limits
 from .messages import Message, MessageType
+from .prechunk import SharedMessage
 from .rtmpe import PLAIN
 
 #: What we announce in the connect ``_result`` (clients only check the code,
@@ -633,6 +634,34 @@ class ServerConnection:
         """Queue a shared object message (type 19, or 16 if ``message`` says so)."""
         payload = so.encode_shared_object(message)
         self._write(Message(message.type_id, 0, 0, payload), CSID_COMMAND)
+    def send_shared(self, stream_id: int, message: SharedMessage) -> None:
+        """Queue a fanned-out media message, sharing its chunk body.
+
+        Only the first chunk header is built for this connection; the rest
+        is the body :class:`~flashstream.rtmp.prechunk.SharedMessage` built
+        once for every player with the same chunk size and csid.
+        """
+        if self._state is State.HANDSHAKE:
+            raise LocalProtocolError("cannot send messages before the handshake completes")
+        type_id = message.type_id
+        if type_id == MessageType.AUDIO:
+            csid = CSID_AUDIO
+        elif type_id == MessageType.VIDEO:
+            csid = CSID_VIDEO
+        else:
+            csid = CSID_STREAM
+        writer = self._writer
+        payload = message.payload
+        header = writer.first_header(csid, message.timestamp, len(payload), type_id, stream_id)
+        if header is None:
+            self.send_media(stream_id, type_id, message.timestamp, payload)
+            return
+        body = message.body(writer.chunk_size, csid)
+        if self._ciphers.encrypted:  # RC4 state is per connection: nothing to share
+            header = self._ciphers.encrypt.update(header)
+            body = self._ciphers.encrypt.update(body)
+        self._out.append(header)
+        self._out.append(body)
 
     def send_ping(self, timestamp: int) -> None:
         """Queue a PingRequest (the adapter calls this when the peer is quiet)."""
@@ -658,6 +687,18 @@ class ServerConnection:
         out = b"".join(self._out)
         self._out = []
         self.bytes_sent += len(out)
+        return out
+
+    def data_to_send_sequence(self) -> list[bytes]:
+        """Drain the queued bytes as pieces (for ``writeSequence``: no joining).
+
+        Shared chunk bodies come out as the very objects other connections
+        send, so queueing a message costs no copy of its payload.
+        """
+        out = self._out
+        if out:
+            self._out = []
+            self.bytes_sent += sum(map(len, out))
         return out
 
 

@@ -37,9 +37,13 @@ class Limits:
     ping_interval: float = 30.0
     #: Seconds of silence after which a peer is considered dead.
     idle_timeout: float = 60.0
-    #: Largest outbound backlog (bytes) a player may accumulate before frames
-    #: are dropped for it.
-    max_send_backlog: int = 8 * 1024 * 1024
+    #: Outbound bytes a player may have waiting (enforced by the adapter):
+    #: past this its video skips to the next keyframe (audio, data and codec
+    #: headers continue); past twice this it is dropped.
+    max_send_backlog: int = 2 * 1024 * 1024
+    #: Seconds a player may stay past ``max_send_backlog`` before it is
+    #: dropped as too far behind (enforced by the adapter).
+    slow_player_timeout: float = 30.0
     #: Most events in one shared object message (type 16/19).
     max_so_events: int = 4096
     #: Most calls the server has made to one client that are still unanswered.

@@ -1,0 +1,123 @@
+# -*- test-case-name: tests.rtmp.test_prechunk -*-
+"""
+Fan-out done once: a message's chunk bytes shared by every player.
+
+Sending one live message to N players used to cost N chunkings of the payload.
+A :class:`SharedMessage` is a :class:`~flashstream.rtmp.messages.Message`
+that also knows what the fan-out asks of every message -- is it a keyframe, a
+codec sequence header -- and builds its *chunk body* at most once per distinct
+(outgoing chunk size, chunk stream id): the first chunk's payload followed by
+every continuation chunk with its fmt 3 basic header.  That body is the same
+for every player using that chunk size and csid, whatever its message stream
+id and timestamps; only the first chunk header differs per player, and
+:meth:`~flashstream.rtmp.chunks.ChunkWriter.first_header` builds it (a few
+bytes).  Players then queue ``[header, body]`` and the adapter hands both to
+``transport.writeSequence``: no per-player Python work proportional to the
+payload size.
+
+The one case the body cannot be shared is a first header carrying an
+extended timestamp (a fmt 0 timestamp or fmt 1/2 delta of 0xFFFFFF or more),
+because every continuation chunk then repeats those 4 bytes;
+``first_header`` returns None and the caller chunks that message alone.
+
+The hub wraps each incoming message once (:func:`share`) before caching and
+fanning it out, so the keyframe-group cache holds the same objects and late
+joiners reuse the same bodies.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from . import media
+from .messages import Message, MessageType
+
+__all__ = ["SharedMessage", "chunk_body", "share"]
+
+
+def _basic_header(csid: int) -> bytes:
+    """A fmt 3 basic header on ``csid`` (2..65599)."""
+    if csid < 64:
+        return bytes((0xC0 | csid,))
+    if csid < 320:
+        return bytes((0xC0, csid - 64))
+    csid -= 64
+    return bytes((0xC1, csid & 0xFF, csid >> 8))
+
+
+def chunk_body(payload: bytes, chunk_size: int, csid: int) -> bytes:
+    """Everything a message's chunks carry after the first chunk header.
+
+    The first ``chunk_size`` payload bytes, then for each further chunk a
+    fmt 3 basic header and the next ``chunk_size`` bytes.
+    """
+    length = len(payload)
+    if length <= chunk_size:
+        return payload
+    continuation = _basic_header(csid)
+    view = memoryview(payload)
+    parts: list[bytes | memoryview] = [view[:chunk_size]]
+    for offset in range(chunk_size, length, chunk_size):
+        parts.append(continuation)
+        parts.append(view[offset : offset + chunk_size])
+    return b"".join(parts)
+
+
+@attrs.frozen(eq=False)
+class SharedMessage(Message):
+    """A message fanned out to many players, with its facts and bodies cached."""
+
+    #: A video keyframe (not a sequence header).
+    keyframe: bool = attrs.field(default=False, kw_only=True)
+    #: An AVC/HEVC/AAC sequence header (decoder configuration).
+    sequence_header: bool = attrs.field(default=False, kw_only=True)
+    _bodies: dict[tuple[int, int], bytes] = attrs.field(
+        factory=dict, init=False, repr=False
+    )
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any message with the same type, stream, timestamp and payload."""
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (
+            self.type_id == other.type_id
+            and self.stream_id == other.stream_id
+            and self.timestamp == other.timestamp
+            and self.payload == other.payload
+        )
+
+    def __hash__(self) -> int:
+        """The hash of the plain :class:`Message` it equals."""
+        return hash(self.plain())
+
+    def plain(self) -> Message:
+        """The same message as a plain :class:`Message`."""
+        return Message(self.type_id, self.stream_id, self.timestamp, self.payload)
+
+    def body(self, chunk_size: int, csid: int) -> bytes:
+        """The chunk body for ``chunk_size`` and ``csid``, built once."""
+        key = (chunk_size, csid)
+        body = self._bodies.get(key)
+        if body is None:
+            body = self._bodies[key] = chunk_body(self.payload, chunk_size, csid)
+        return body
+
+
+def share(message: Message) -> SharedMessage:
+    """Wrap ``message`` for fan-out (a :class:`SharedMessage` is returned as is)."""
+    if isinstance(message, SharedMessage):
+        return message
+    type_id = message.type_id
+    payload = message.payload
+    sequence_header = media.is_sequence_header(type_id, payload)
+    keyframe = (
+        type_id == MessageType.VIDEO and not sequence_header and media.is_keyframe(payload)
+    )
+    return SharedMessage(
+        type_id,
+        message.stream_id,
+        message.timestamp,
+        payload,
+        keyframe=keyframe,
+        sequence_header=sequence_header,
+    )
