@@ -14,6 +14,8 @@ bad callee cannot corrupt the others.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 from twisted.logger import Logger
 
@@ -113,6 +115,8 @@ class StreamHub:
         self.limits = limits
         self._publications: dict[tuple[str, str], Publication] = {}
         self._waiting: dict[tuple[str, str], list[ISubscriber]] = {}
+        #: Called with every message a publisher feeds (QoS reads codecs and rates).
+        self.taps: list[Callable[[Publication, Message], None]] = []
 
     def publications(self) -> list[Publication]:
         """Every stream being published now."""
@@ -197,6 +201,11 @@ class StreamHub:
         publication.messages_in += 1
         publication.bytes_in += len(message.payload)
         publication._remember(message)
+        for tap in self.taps:
+            try:
+                tap(publication, message)
+            except Exception:
+                self._log.failure("Hub tap {tap!r} failed", tap=tap)
         for subscriber in list(publication.subscribers):
             self._deliver(publication, subscriber, "media", message)
 

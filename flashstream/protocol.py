@@ -46,6 +46,11 @@ from .streams import NetStream
 
 CONNECTION_DONE = Failure(ConnectionDone())
 
+#: Told ``(kind, protocol, fields)`` for what happens on a connection:
+#: ``connect``, ``publish``/``play``/``pause``/``seek``/``stop`` (with the
+#: ``stream``) and ``disconnect``.  Tracking and QoS register here.
+ConnectionEventSink = Callable[[str, "RTMPServerProtocol", dict[str, Any]], None]
+
 
 class RTMPServerFactory(Factory):
     """Shared state of every RTMP connection on a listener."""
@@ -77,6 +82,14 @@ class RTMPServerFactory(Factory):
         #: Seconds a client may take to answer a server-to-client call.
         self.call_timeout = call_timeout
         self.connections: set[RTMPServerProtocol] = set()
+        #: Observers of connection events (see :data:`ConnectionEventSink`).
+        self.event_sinks: list[ConnectionEventSink] = []
+        self._last_client_id = 0
+
+    def next_client_id(self) -> int:
+        """A number no other connection of this server has had."""
+        self._last_client_id += 1
+        return self._last_client_id
 
     def shutdown(self) -> None:
         """Say goodbye to every client (Play.Stop, Unpublish.Success) and close."""
@@ -87,6 +100,7 @@ class RTMPServerFactory(Factory):
         """Make the protocol of one connection."""
         protocol = RTMPServerProtocol()
         protocol.factory = self
+        protocol.transport_name = self.transport_name
         return protocol
 
 
@@ -96,6 +110,8 @@ class RTMPServerProtocol(Protocol):
 
     _log = Logger()
     factory: RTMPServerFactory
+    #: How the client reached us (rtmp, rtmps, rtmpt...); transports override it.
+    transport_name = "rtmp"
 
     def __init__(self) -> None:
         self.connection: ServerConnection | None = None
@@ -122,6 +138,13 @@ class RTMPServerProtocol(Protocol):
         self._full_since: float | None = None
         self._dropped = False
         self.peer = "?"
+        self.client_id = 0
+        self.connected_at = 0.0
+        #: Round-trip time of the last answered PingRequest, in ms.
+        self.rtt_ms: float | None = None
+        #: The peer's last Acknowledgement (bytes it says it received, mod 2**32).
+        self.acknowledged: int | None = None
+        self._accepted = False
 
     # -- Twisted callbacks ---------------------------------------------------
 
@@ -133,6 +156,8 @@ class RTMPServerProtocol(Protocol):
         self.peer = f"{getattr(address, 'host', '?')}:{getattr(address, 'port', '?')}"
         now = factory.reactor.seconds()
         self._last_input = now
+        self.client_id = factory.next_client_id()
+        self.connected_at = now
         self.connection = ServerConnection(
             random_bytes=factory.random_bytes,
             limits=factory.limits,
@@ -186,6 +211,8 @@ class RTMPServerProtocol(Protocol):
                 self._log.failure("Application {app} failed on disconnect", app=self.app_name)
         if self.connection is not None:
             self.connection.close()
+        if self._accepted:
+            self._notify("disconnect")
         self._log.info("Connection from {peer} closed", peer=self.peer)
 
     # -- IPushProducer: the transport tells us when it is full ----------------
@@ -287,10 +314,10 @@ class RTMPServerProtocol(Protocol):
             self.connection.send_shared_object(message)
             self._flush()
 
-    def disconnect(self) -> None:
+    def disconnect(self, reason: str = "closed by the application") -> None:
         """Close the connection (asked by the application)."""
         if self.connection is not None and not self._dropped:
-            self._drop("closed by the application", quiet=True)
+            self._drop("{reason}", quiet=True, reason=reason)
 
     def close_stream(self, stream: NetStream) -> None:
         """End what ``stream`` publishes or plays; its cleanups tell the client."""
@@ -396,8 +423,27 @@ class RTMPServerProtocol(Protocol):
         self._flush()
         self._transport().loseConnection()
 
-    def goodbye(self) -> None:
-        """The server is stopping: end every stream politely, then close."""
+    def _notify(self, kind: str, **fields: Any) -> None:
+        for sink in list(self.factory.event_sinks):
+            try:
+                sink(kind, self, fields)
+            except Exception:
+                self._log.failure(
+                    "Event sink failed on {kind} of {peer}", kind=kind, peer=self.peer
+                )
+
+    def ping(self) -> None:
+        """Send a PingRequest now (its answer sets ``rtt_ms``)."""
+        if self._alive():
+            assert self.connection is not None
+            self.connection.send_ping(int(self.factory.reactor.seconds() * 1000))
+            self._flush()
+
+    def goodbye(self, reason: str = "server shutting down") -> None:
+        """End every stream politely (Play.Stop, Unpublish.Success), then close.
+
+        The server calls it when stopping; an administrator's drop gives its ``reason``.
+        """
         connection = self.connection
         if connection is not None and connection.state.value == "connected":
             for stream_id, stream in self.streams.items():
@@ -406,7 +452,7 @@ class RTMPServerProtocol(Protocol):
                     connection.stop_play(stream_id, stream.name)
                 elif mode is StreamMode.PUBLISHING:
                     connection.end_publish(stream_id, stream.name)
-        self._drop("server shutting down", quiet=True)
+        self._drop("{reason}", quiet=True, reason=reason)
 
     def _tick(self) -> None:
         """Handshake timeout, keep-alive pings and the dead-peer timeout."""
@@ -481,6 +527,8 @@ class RTMPServerProtocol(Protocol):
                     self._log.failure("Application {app} failed on disconnect", app=event.app)
                 return
             self.app = app
+            self._accepted = True
+            self._notify("connect")
             self._log.info(
                 "{peer} connected to {app} ({flash_version})",
                 peer=self.peer,
@@ -539,7 +587,9 @@ class RTMPServerProtocol(Protocol):
                 stream.close()  # the client left or closed the stream meanwhile
                 return
             stream.add_cleanup(lambda: self._end_publish(stream))
+            stream.add_cleanup(lambda: self._notify("stop", stream=stream, mode="publish"))
             connection.accept_publish(event.stream_id, stream.name)
+            self._notify("publish", stream=stream, publish_type=event.publish_type)
             self._log.info(
                 "{peer} publishes {app}/{name} ({kind})",
                 peer=self.peer,
@@ -596,6 +646,7 @@ class RTMPServerProtocol(Protocol):
 
         stream.pending_start = start
         stream.play_duration = event.duration
+        bytes_out_before = stream.bytes_out  # the cached start goes out inside play()
         deferred = self._decide(
             event.stream_id, lambda: app.play(self, stream, event.name, event.start)
         )
@@ -605,6 +656,10 @@ class RTMPServerProtocol(Protocol):
                 stream.pending_start = None
                 stream.close()  # the client left or closed the stream meanwhile
                 return
+            stream.add_cleanup(lambda: self._notify("stop", stream=stream, mode="play"))
+            self._notify(
+                "play", stream=stream, start=event.start, bytes_out_before=bytes_out_before
+            )
             stream.ensure_started()
             self._log.info(
                 "{peer} plays {app}/{name}", peer=self.peer, app=self.app_name, name=stream.name
@@ -642,6 +697,8 @@ class RTMPServerProtocol(Protocol):
 
     def _on_media(self, event: ev.MediaReceived) -> None:
         stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.bytes_in += len(event.message.payload)
         if stream is not None and stream.media_sink is not None:
             stream.media_sink(event.message)
 
@@ -649,6 +706,7 @@ class RTMPServerProtocol(Protocol):
         stream = self.streams.get(event.stream_id)
         if stream is None:
             return
+        stream.bytes_in += len(event.message.payload)
         if event.data.name == "onMetaData" and stream.metadata_sink is not None:
             stream.metadata_sink(event.message)
         elif stream.media_sink is not None:
@@ -664,6 +722,7 @@ class RTMPServerProtocol(Protocol):
         stream = self.streams.get(event.stream_id)
         if stream is None:
             return
+        self._notify("pause", stream=stream, paused=event.paused, position=event.position)
         if stream.playback is not None:
             stream.playback.pause(event.paused, event.position)
             return
@@ -680,6 +739,7 @@ class RTMPServerProtocol(Protocol):
         stream = self.streams.get(event.stream_id)
         if stream is None:
             return
+        self._notify("seek", stream=stream, position=event.position)
         if stream.playback is not None:
             stream.playback.seek(event.position)
             return
@@ -703,6 +763,13 @@ class RTMPServerProtocol(Protocol):
         stream = self.streams.get(event.stream_id)
         if stream is not None:
             stream.buffer_ms = event.buffer_ms
+
+    def _on_ping_answered(self, event: ev.PingAnswered) -> None:
+        now_ms = int(self.factory.reactor.seconds() * 1000)
+        self.rtt_ms = float((now_ms - event.timestamp) % 2**32)
+
+    def _on_acknowledgement(self, event: ev.AcknowledgementReceived) -> None:
+        self.acknowledged = event.sequence_number
 
     def _on_call(self, event: ev.CallReceived) -> None:
         assert self.connection is not None
@@ -788,4 +855,6 @@ class RTMPServerProtocol(Protocol):
         ev.BufferLengthSet: _on_buffer_length,
         ev.CallReceived: _on_call,
         ev.SharedObjectReceived: _on_shared_object,
+        ev.PingAnswered: _on_ping_answered,
+        ev.AcknowledgementReceived: _on_acknowledgement,
     }

@@ -55,6 +55,9 @@ class NetStream:
         #: the next keyframe; audio, data and codec headers still go out).
         self.backlog_full: Callable[[], bool] = lambda: False
         self.messages_out = 0
+        #: Payload bytes sent to a player / received from a publisher.
+        self.bytes_out = 0
+        self.bytes_in = 0
         self.frames_dropped = 0
         #: Set by an application playing something seekable (a file).
         self.playback: IPlayback | None = None
@@ -138,6 +141,7 @@ class NetStream:
             return
         self.connection.send_shared(self.stream_id, shared)
         self.messages_out += 1
+        self.bytes_out += len(shared.payload)
         self._flush()
 
     def _drop(self) -> None:

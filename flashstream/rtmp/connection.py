@@ -34,6 +34,7 @@ from .amf0 import ECMAArray
 from .chunks import ChunkReader, ChunkWriter
 from .errors import CommandError, LimitExceeded, LocalProtocolError, MessageError
 from .events import (
+    AcknowledgementReceived,
     BufferLengthSet,
     CallReceived,
     ConnectRequested,
@@ -295,6 +296,8 @@ class ServerConnection:
             self.send_control(msg.PingResponse(control.timestamp))
         elif isinstance(control, msg.PingResponse):
             events.append(PingAnswered(control.timestamp))
+        elif isinstance(control, msg.Acknowledgement):
+            events.append(AcknowledgementReceived(control.sequence_number))
         elif isinstance(control, msg.SetBufferLength):
             events.append(BufferLengthSet(control.stream_id, control.buffer_ms))
 

@@ -168,6 +168,17 @@ class PingAnswered:
 
 
 @attrs.frozen
+class AcknowledgementReceived:
+    """The peer's Acknowledgement (type 3): it has received ``sequence_number`` bytes.
+
+    The count is the peer's own (modulo 2**32); it tells how much of what we
+    sent is still in flight.
+    """
+
+    sequence_number: int
+
+
+@attrs.frozen
 class CallReceived:
     """A command the core does not handle itself (``NetConnection.call``...).
 
@@ -200,6 +211,7 @@ Event = Union[
     Play2Requested,
     BufferLengthSet,
     PingAnswered,
+    AcknowledgementReceived,
     CallReceived,
     SharedObjectReceived,
 ]

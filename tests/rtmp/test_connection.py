@@ -33,6 +33,7 @@ from flashstream.rtmp.errors import (
     RemoteProtocolError,
 )
 from flashstream.rtmp.events import (
+    AcknowledgementReceived,
     BufferLengthSet,
     CallReceived,
     ConnectRequested,
@@ -703,7 +704,8 @@ def test_ping_request_answered(make_pair: PairFactory) -> None:
 
 
 def test_other_control_messages_ignored(make_pair: PairFactory) -> None:
-    """SetPeerBandwidth, Acknowledgement, Abort, unknown user control and types produce nothing."""
+    """SetPeerBandwidth, Abort, unknown user control and types produce nothing; an
+    Acknowledgement becomes an event carrying the peer's byte count."""
     pair = make_pair()
     pair.connect("live")
     pair.client.clear()
@@ -712,7 +714,7 @@ def test_other_control_messages_ignored(make_pair: PairFactory) -> None:
     pair.client.control(msg.Abort(5))
     pair.client.control(msg.UnknownUserControl(0x1A, b"\x00\x00"))
     pair.client.send_message(Message(7, 0, 0, b"junk"), 3)
-    assert pair.to_server() == []
+    assert pair.to_server() == [AcknowledgementReceived(100)]
     pair.to_client()
     assert pair.client.values() == []
 
