@@ -114,6 +114,43 @@ class ApplicationConfig:
 
 
 @attrs.frozen
+class ApiConfig:
+    """The HTTP API (``[api]``)."""
+
+    #: Bearer token that admin actions (drop a client, stop a stream) require;
+    #: admin actions are refused while it is unset.
+    admin_token: str | None = None
+
+
+@attrs.frozen
+class TrackingConfig:
+    """Real-time tracking (``[tracking]``)."""
+
+    #: W3C extended access log file, one line per event; None for no file.
+    access_log: Path | None = None
+    #: URLs that receive every event as a JSON POST.
+    webhooks: tuple[str, ...] = ()
+    #: Most webhook requests in flight at once; events beyond it are dropped (and logged).
+    max_webhooks_in_flight: int = 64
+    #: Most simultaneous listeners of the Server-Sent Events feed.
+    max_event_clients: int = 32
+    #: Events kept for SSE clients that (re)connect.
+    event_history: int = 200
+
+
+@attrs.frozen
+class QosConfig:
+    """Quality-of-service sampling (``[qos]``)."""
+
+    #: Seconds between the counter samples that bitrates are computed from.
+    sample_interval: float = 1.0
+    #: Seconds of samples a current bitrate is averaged over.
+    rate_window: float = 5.0
+    #: Seconds between the PingRequests that measure each client's round-trip time.
+    ping_interval: float = 5.0
+
+
+@attrs.frozen
 class Config:
     """Everything flashstream needs to start."""
 
@@ -131,6 +168,9 @@ class Config:
     chunk_size: int = 4096
     #: Where persistent shared objects are stored (one folder per application).
     shared_objects_dir: Path = Path("sharedobjects")
+    api: ApiConfig = ApiConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    qos: QosConfig = QosConfig()
 
     @property
     def recordings(self) -> Path:
@@ -138,7 +178,7 @@ class Config:
         return self.record_dir if self.record_dir is not None else self.media_root / "recordings"
 
 
-_TOP_KEYS = {"listeners", "media", "applications", "limits", "rtmp"}
+_TOP_KEYS = {"listeners", "media", "applications", "limits", "rtmp", "api", "tracking", "qos"}
 
 
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -272,6 +312,67 @@ def _applications(table: dict[str, Any]) -> tuple[ApplicationConfig, ...]:
     return tuple(apps.values())
 
 
+def _positive(table: dict[str, Any], where: str, key: str, default: Any) -> Any:
+    value = table.get(key, default)
+    if isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok or value <= 0:
+        raise ConfigError(f"{where}.{key} must be a positive number, not {value!r}")
+    return float(value) if isinstance(default, float) else value
+
+
+def _api(table: dict[str, Any]) -> ApiConfig:
+    bad = set(table) - {"admin_token"}
+    if bad:
+        raise ConfigError(f"api: unknown keys {sorted(bad)}")
+    token = table.get("admin_token")
+    if token is not None and (not isinstance(token, str) or len(token) < 16):
+        raise ConfigError("api.admin_token must be a string of at least 16 characters")
+    return ApiConfig(admin_token=token)
+
+
+def _tracking(table: dict[str, Any], base: Path) -> TrackingConfig:
+    defaults = TrackingConfig()
+    bad = set(table) - {f.name for f in attrs.fields(TrackingConfig)}
+    if bad:
+        raise ConfigError(f"tracking: unknown keys {sorted(bad)}")
+    access_log = table.get("access_log")
+    if access_log is not None and not isinstance(access_log, str):
+        raise ConfigError("tracking.access_log must be a path string")
+    hooks = table.get("webhooks", [])
+    if isinstance(hooks, str):
+        hooks = [hooks]
+    if not isinstance(hooks, list) or not all(
+        isinstance(h, str) and h.startswith(("http://", "https://")) for h in hooks
+    ):
+        raise ConfigError("tracking.webhooks must be a list of http:// or https:// URLs")
+    return TrackingConfig(
+        access_log=base / access_log if access_log else None,
+        webhooks=tuple(hooks),
+        max_webhooks_in_flight=_positive(
+            table, "tracking", "max_webhooks_in_flight", defaults.max_webhooks_in_flight
+        ),
+        max_event_clients=_positive(
+            table, "tracking", "max_event_clients", defaults.max_event_clients
+        ),
+        event_history=_positive(table, "tracking", "event_history", defaults.event_history),
+    )
+
+
+def _qos(table: dict[str, Any]) -> QosConfig:
+    defaults = QosConfig()
+    names = [f.name for f in attrs.fields(QosConfig)]
+    bad = set(table) - set(names)
+    if bad:
+        raise ConfigError(f"qos: unknown keys {sorted(bad)}")
+    config = QosConfig(**{n: _positive(table, "qos", n, getattr(defaults, n)) for n in names})
+    if config.rate_window < config.sample_interval:
+        raise ConfigError("qos.rate_window must be at least qos.sample_interval")
+    return config
+
+
 def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
     """Turn parsed TOML into a :class:`Config` (paths relative to ``base``)."""
     unknown = set(data) - _TOP_KEYS
@@ -311,6 +412,9 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
         limits=_limits(_table(data, "limits", "")),
         chunk_size=chunk_size,
         shared_objects_dir=path("shared_objects") or Path("sharedobjects"),
+        api=_api(_table(data, "api", "")),
+        tracking=_tracking(_table(data, "tracking", ""), base),
+        qos=_qos(_table(data, "qos", "")),
     )
 
 
