@@ -23,13 +23,19 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
+from .api import API
 from .appapi import ApplicationHost, PluginNotFound, build_hosts
 from .applications import builtin_application, load_plugins
 from .config import ApplicationConfig, Config, ConfigError, load_config
+from .dashboard import Dashboard, DashboardAssets
 from .download import MediaDownload
+from .httpflv import HTTPFLV
 from .hub import StreamHub
 from .interfaces import IStreamApplication
+from .metrics import Metrics
 from .protocol import RTMPServerFactory
+from .qos import QosMonitor
+from .tracking import AccessLog, EventFeed, Tracker, Webhooks
 from .vod.recorder import Recordings
 from .vod.source import SourceCache
 from .web import WebRoot
@@ -168,6 +174,62 @@ class NotYetService(Service):
         )
 
 
+class MonitoringService(Service):
+    """Runs the QoS sampler and ends event feeds and HTTP-FLV viewers at shutdown."""
+
+    def __init__(self, qos: QosMonitor, feed: EventFeed) -> None:
+        self.qos = qos
+        self.feed = feed
+
+    def startService(self) -> None:
+        """Start sampling counters and pinging clients."""
+        super().startService()
+        self.qos.start()
+
+    def stopService(self) -> None:
+        """Stop the timers; end SSE feeds and HTTP-FLV responses."""
+        super().stopService()
+        self.qos.stop()
+        self.feed.close()
+        for viewer in list(self.qos.http_clients.values()):
+            viewer.disconnect("server shutting down")
+
+
+def mount_monitoring(
+    config: Config,
+    hub: StreamHub,
+    factory: RTMPServerFactory,
+    web_root: WebRoot,
+    reactor: IReactorTime,
+) -> MonitoringService:
+    """QoS, tracking, the API, metrics, HTTP-FLV and the dashboard on ``web_root``."""
+    qos = QosMonitor(factory, hub, reactor, config.qos)
+    tracker = Tracker(reactor, history=config.tracking.event_history)
+    tracker.attach(factory)
+    feed = EventFeed(tracker, reactor, config.tracking.max_event_clients)
+    if config.tracking.access_log is not None:
+        try:
+            access_log = AccessLog.open(config.tracking.access_log, reactor)
+        except OSError as error:
+            raise SystemExit(
+                f"flashstream: cannot open the access log {config.tracking.access_log} "
+                f"({error.strerror}); change [tracking] access_log"
+            ) from None
+        tracker.observers.append(access_log)
+    if config.tracking.webhooks:
+        import treq
+
+        tracker.observers.append(
+            Webhooks(config.tracking.webhooks, treq, config.tracking.max_webhooks_in_flight)
+        )
+    web_root.mount("api", API(qos, feed, config.api.admin_token).app.resource())
+    web_root.mount("metrics", Metrics(qos, tracker))
+    web_root.mount("dashboard", DashboardAssets().app.resource())
+    web_root.index = Dashboard().app.resource()
+    web_root.fallback = HTTPFLV(hub, qos, tracker, reactor, config.limits).app.resource()
+    return MonitoringService(qos, feed)
+
+
 class FlashstreamService(MultiService):
     """The whole server: its hub, its RTMP factory and its listeners."""
 
@@ -256,6 +318,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     site = Site(web_root)
     site.noisy = False
     parent = FlashstreamService(hub, factory, web_root, recordings, hosts)
+    mount_monitoring(config, hub, factory, web_root, cast(IReactorTime, reactor)).setServiceParent(
+        parent
+    )
     for description in config.rtmp:
         ListenerService(reactor, description, factory, "--rtmp", "rtmp").setServiceParent(parent)
     for description in config.http:

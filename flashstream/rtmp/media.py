@@ -91,7 +91,9 @@ _AUDIO_FOURCCS = {
     b"ec-3": "E-AC-3",
 }
 #: AAC sampling frequency index -> Hz (ISO 14496-3).
-_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+_AAC_RATES = (
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350
+)
 
 
 def video_codec(payload: bytes) -> str | None:
