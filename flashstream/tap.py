@@ -177,8 +177,9 @@ class NotYetService(Service):
 class MonitoringService(Service):
     """Runs the QoS sampler and ends event feeds and HTTP-FLV viewers at shutdown."""
 
-    def __init__(self, qos: QosMonitor, feed: EventFeed) -> None:
+    def __init__(self, qos: QosMonitor, tracker: Tracker, feed: EventFeed) -> None:
         self.qos = qos
+        self.tracker = tracker
         self.feed = feed
 
     def startService(self) -> None:
@@ -227,7 +228,7 @@ def mount_monitoring(
     web_root.mount("dashboard", DashboardAssets().app.resource())
     web_root.index = Dashboard().app.resource()
     web_root.fallback = HTTPFLV(hub, qos, tracker, reactor, config.limits).app.resource()
-    return MonitoringService(qos, feed)
+    return MonitoringService(qos, tracker, feed)
 
 
 class FlashstreamService(MultiService):

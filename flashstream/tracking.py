@@ -139,7 +139,8 @@ class Tracker:
             stream = fields["stream"]
             key = (protocol.client_id, stream.stream_id)
             if kind in ("publish", "play"):
-                self._starts[key] = (now, stream.bytes_in, stream.bytes_out)
+                base_out = fields.get("bytes_out_before", stream.bytes_out)
+                self._starts[key] = (now, stream.bytes_in, base_out)
                 self.record(kind, stream=stream.name, **common)
             elif kind == "stop":
                 started, base_in, base_out = self._starts.pop(key, (now, 0, 0))

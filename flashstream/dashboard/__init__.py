@@ -10,6 +10,7 @@ from outside the server.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 from klein import Klein
 from twisted.web.iweb import IRequest
@@ -56,4 +57,6 @@ class DashboardAssets:
         if content_type is None:
             request.setResponseCode(404)
             return b"not found\n"
+        # Klein leaves the segments after the first in postpath; the file is the leaf.
+        cast(Any, request).postpath = []
         return File(str(STATIC / name), defaultType=content_type)
