@@ -12,12 +12,30 @@ from typing import Any
 
 import attrs
 from treq.testing import StubTreq
+from twisted.web.iweb import IRequest
+from twisted.web.test.requesthelper import DummyRequest
+from zope.interface import implementer
 
 from flashstream.config import ApiConfig, Config, TrackingConfig
+from flashstream.rtmp.connection import ServerConnection
 from flashstream.tap import MonitoringService, mount_monitoring
 from flashstream.tracking import TrackingEvent
 from flashstream.web import WebRoot
-from tests.test_protocol import ProtocolTestCase
+from tests.test_protocol import Peer, ProtocolTestCase
+
+
+@implementer(IRequest)
+class StreamingRequest(DummyRequest):  # type: ignore[misc]  # DummyRequest is partial
+    """A DummyRequest that keeps a push producer (DummyRequest would pull it forever)."""
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """Remember the producer."""
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        """Forget it."""
+        self.producer = None
+
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -45,16 +63,18 @@ class MonitoredTestCase(ProtocolTestCase):
 
     def get(self, path: str, **kwargs: Any) -> tuple[int, bytes, Any]:
         """GET ``path``; return (code, body, headers)."""
-        response = self.successResultOf(self.web.get(f"http://127.0.0.1{path}", **kwargs))
-        body = self.successResultOf(response.content())
+        requested = self.web.get(f"http://127.0.0.1{path}", **kwargs)
+        self.web.flush()
+        response = self.successResultOf(requested)
+        body = response.content()
+        self.web.flush()  # static files are written by a producer
+        body = self.successResultOf(body)
         return response.code, body, response.headers
 
     def post(self, path: str, token: str | None = None) -> tuple[int, Any]:
         """POST ``path`` (with ``Authorization: Bearer token`` if given); (code, JSON body)."""
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        response = self.successResultOf(
-            self.web.post(f"http://127.0.0.1{path}", headers=headers)
-        )
+        response = self.successResultOf(self.web.post(f"http://127.0.0.1{path}", headers=headers))
         return response.code, self.successResultOf(response.json())
 
     def get_json(self, path: str) -> Any:
@@ -62,6 +82,12 @@ class MonitoredTestCase(ProtocolTestCase):
         response = self.successResultOf(self.web.get(f"http://127.0.0.1{path}"))
         self.assertEqual(response.code, 200)
         return self.successResultOf(response.json())
+
+    def connection_of(self, peer: Peer) -> ServerConnection:
+        """The server side core connection of ``peer``."""
+        connection = peer.protocol.connection
+        assert connection is not None
+        return connection
 
     def assertNear(self, value: float, expected: float, delta: float) -> None:
         """``value`` is within ``delta`` of ``expected``."""

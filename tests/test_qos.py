@@ -54,7 +54,9 @@ class QosTests(MonitoredTestCase):
         self.assertEqual(video["keyframe_interval_ms"], 1000)
         self.assertNear(video["frame_rate"], 25.0, delta=0.5)
         self.assertNear(video["bitrate"], VIDEO_FRAME * 25 * 8, delta=VIDEO_FRAME * 8)
-        self.assertEqual((audio["codec"], audio["sample_rate"], audio["channels"]), ("AAC", 44100, 2))
+        self.assertEqual(
+            (audio["codec"], audio["sample_rate"], audio["channels"]), ("AAC", 44100, 2)
+        )
         self.assertNear(audio["bitrate"], AUDIO_FRAME * 25 * 8, delta=AUDIO_FRAME * 8)
         self.assertEqual(stream["publisher"]["client"], publisher.protocol.client_id)
         self.assertEqual(stream["publisher"]["transport"], "rtmp")
@@ -106,7 +108,7 @@ class QosTests(MonitoredTestCase):
         player = self.peer()
         player.play("cam")
         self.publish_for(publisher, 6, AVC_SEQUENCE_HEADER)
-        sent = player.protocol.connection.bytes_sent
+        sent = self.connection_of(player).bytes_sent
         player.client.control(msg.Acknowledgement(sent - 5000))
         player.pump()
         clients = {c["id"]: c for c in self.get_json("/api/v1/clients")}
@@ -131,7 +133,7 @@ class QosTests(MonitoredTestCase):
         """When a client leaves, the server's byte totals keep what it moved."""
         publisher = self.publisher()
         self.publish_for(publisher, 1, AVC_SEQUENCE_HEADER)
-        received = publisher.protocol.connection.bytes_received
+        received = self.connection_of(publisher).bytes_received
         publisher.lose()
         server = self.get_json("/api/v1/server")
         self.assertEqual(server["connections"], 0)

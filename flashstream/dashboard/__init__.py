@@ -10,12 +10,9 @@ from outside the server.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
 
 from klein import Klein
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource
-from twisted.web.static import File
 
 #: Where the page and its assets are.
 STATIC = Path(__file__).resolve().parent
@@ -51,12 +48,12 @@ class DashboardAssets:
     app = Klein()
 
     @app.route("/<path:name>", methods=["GET"])
-    def asset(self, request: IRequest, name: str) -> IResource | bytes:
+    def asset(self, request: IRequest, name: str) -> bytes:
         """One of :data:`ASSETS`, or 404."""
         content_type = ASSETS.get(name)
         if content_type is None:
             request.setResponseCode(404)
             return b"not found\n"
-        # Klein leaves the segments after the first in postpath; the file is the leaf.
-        cast(Any, request).postpath = []
-        return File(str(STATIC / name), defaultType=content_type)
+        request.setHeader(b"Content-Type", content_type.encode())
+        request.setHeader(b"Cache-Control", b"no-cache")
+        return (STATIC / name).read_bytes()
