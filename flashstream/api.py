@@ -122,7 +122,7 @@ class API:
         if client is None:
             return _json(request, {"error": f"no client {client_id}"}, 404)
         self._log.info("Admin drops client {id} ({peer})", id=client_id, peer=client.peer)
-        client.disconnect("dropped by an administrator")
+        client.goodbye("dropped by an administrator")
         return _json(request, {"dropped": client_id})
 
     @app.route("/v1/streams/<app_name>/<path:name>/stop", methods=["POST"])
@@ -136,8 +136,8 @@ class API:
             return _json(request, {"error": f"{app_name}/{name} is not live"}, 404)
         publisher: Any = publication.publisher
         self._log.info("Admin stops {app}/{name}", app=app_name, name=name)
-        if hasattr(publisher, "disconnect"):
-            publisher.disconnect(f"stream {app_name}/{name} stopped by an administrator")
+        if hasattr(publisher, "goodbye"):
+            publisher.goodbye(f"stream {app_name}/{name} stopped by an administrator")
         else:
             self.qos.hub.unpublish(publication)
         return _json(request, {"stopped": f"{app_name}/{name}"})

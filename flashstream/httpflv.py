@@ -185,9 +185,13 @@ class HTTPFLVViewer:
     # -- ending -------------------------------------------------------------------
 
     def disconnect(self, reason: str) -> None:
-        """End the response (stream ended, or an administrator dropped us)."""
+        """End the response (stream ended, server stopping)."""
         if self._close(reason):
             self.done.callback(b"")
+
+    def goodbye(self, reason: str) -> None:
+        """End the response (an administrator dropped us)."""
+        self.disconnect(reason)
 
     def _cancelled(self, deferred: Deferred[bytes]) -> None:
         self._close("the client went away")

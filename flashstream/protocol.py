@@ -494,6 +494,8 @@ class RTMPServerProtocol(Protocol):
             version=event.client_version,
             scheme=event.scheme,
         )
+        if event.encrypted and self.transport_name in ("rtmp", "rtmpt"):
+            self.transport_name += "e"  # rtmpe, rtmpte
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = self.factory.reactor.callLater(self.factory.limits.ping_interval, self._tick)

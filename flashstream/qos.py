@@ -53,8 +53,8 @@ class HTTPClient(Protocol):
     bytes_sent: int
     frames_dropped: int
 
-    def disconnect(self, reason: str) -> None:
-        """Close this viewer's connection."""
+    def goodbye(self, reason: str) -> None:
+        """End this viewer's stream and close its connection, logging ``reason``."""
 
 
 class Rate:
@@ -361,9 +361,10 @@ class QosMonitor:
             "bitrate_out": round(rates.bytes_out.bits_per_second()) if rates else 0,
             "rtt_ms": _round(protocol.rtt_ms),
             "unacknowledged_bytes": unacknowledged,
-            "send_backlog": protocol.send_backlog,
+            "send_backlog": protocol.send_backlog(),
             "congested": protocol.is_congested(),
             "frames_dropped": sum(s.frames_dropped for s in protocol.streams.values()),
+            "bandwidth": attrs.asdict(protocol.bandwidth) if protocol.bandwidth else None,
             "uptime": round(now - protocol.connected_at, 1),
         }
 
@@ -386,6 +387,7 @@ class QosMonitor:
             "send_backlog": None,
             "congested": None,
             "frames_dropped": viewer.frames_dropped,
+            "bandwidth": None,
             "uptime": round(self.clock.seconds() - viewer.connected_at, 1),
         }
 

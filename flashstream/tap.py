@@ -193,7 +193,7 @@ class MonitoringService(Service):
         self.qos.stop()
         self.feed.close()
         for viewer in list(self.qos.http_clients.values()):
-            viewer.disconnect("server shutting down")
+            viewer.goodbye("server shutting down")
 
 
 def mount_monitoring(

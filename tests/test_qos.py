@@ -139,3 +139,15 @@ class QosTests(MonitoredTestCase):
         self.assertEqual(server["connections"], 0)
         self.assertEqual(server["bytes_in"], received)
         self.assertEqual(self.get_json("/api/v1/streams"), [])
+
+    def test_rtmpe_clients_are_reported_as_rtmpe(self) -> None:
+        """A client whose handshake negotiated encryption is listed with transport rtmpe."""
+        publisher = self.publisher()
+        publisher.video(0, AVC_SEQUENCE_HEADER)
+        player = self.peer("librtmp_rtmpe")
+        player.play("cam")
+        [stream] = self.get_json("/api/v1/streams")
+        self.assertEqual(stream["viewers_by_transport"], {"rtmpe": 1})
+        self.assertEqual(
+            self.get_json(f"/api/v1/clients/{player.protocol.client_id}")["transport"], "rtmpe"
+        )

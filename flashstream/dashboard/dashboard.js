@@ -142,6 +142,7 @@
       el("td", { class: "num" }, kbps(c.bitrate_in)),
       el("td", { class: "num" }, kbps(c.bitrate_out)),
       el("td", { class: "num" }, c.rtt_ms === null ? "-" : c.rtt_ms + " ms"),
+      el("td", { class: "num" }, c.bandwidth ? kbps(c.bandwidth.kbit_down * 1000) : "-"),
       el("td", { class: "num" }, bytes(c.unacknowledged_bytes)),
       el("td", { class: "num" }, bytes(c.send_backlog)),
       el("td", { class: "num" }, c.frames_dropped),
