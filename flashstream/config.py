@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from .rtmp.limits import Limits
+from .rtmp.tunnel import TunnelLimits
 
 #: The kinds of application flashstream knows how to serve.
 APPLICATION_KINDS = ("live", "vod")
@@ -114,6 +115,20 @@ class ApplicationConfig:
 
 
 @attrs.frozen
+class TLSConfig:
+    """The ``[tls]`` table: certificates of the ``--rtmps`` listeners."""
+
+    #: Where flashstream keeps what it creates (the development certificate).
+    state_dir: Path = Path("state")
+    #: PEM private key; with ``certificate`` it replaces the development certificate.
+    private_key: Path | None = None
+    #: PEM certificate (may be followed by its chain); defaults to ``private_key``.
+    certificate: Path | None = None
+    #: PEM intermediate certificates sent after the certificate.
+    chain: Path | None = None
+
+
+@attrs.frozen
 class Config:
     """Everything flashstream needs to start."""
 
@@ -131,6 +146,13 @@ class Config:
     chunk_size: int = 4096
     #: Where persistent shared objects are stored (one folder per application).
     shared_objects_dir: Path = Path("sharedobjects")
+    #: Certificates for the TLS listeners.
+    tls: TLSConfig = TLSConfig()
+    #: RTMPT session limits (``[rtmpt]``).
+    rtmpt: TunnelLimits = TunnelLimits()
+    #: Seconds a new connection on a --rtmp/--rtmps port may take to show
+    #: whether it speaks RTMP or HTTP.
+    sniff_timeout: float = 10.0
 
     @property
     def recordings(self) -> Path:
@@ -138,7 +160,7 @@ class Config:
         return self.record_dir if self.record_dir is not None else self.media_root / "recordings"
 
 
-_TOP_KEYS = {"listeners", "media", "applications", "limits", "rtmp"}
+_TOP_KEYS = {"listeners", "media", "applications", "limits", "rtmp", "rtmpt", "tls"}
 
 
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -156,21 +178,36 @@ def _endpoints(value: object, key: str) -> tuple[str, ...]:
     return tuple(v for v in value if v != "none")
 
 
-def _limits(table: dict[str, Any]) -> Limits:
-    fields = {f.name: f for f in attrs.fields(Limits)}
+def _limits(table: dict[str, Any], cls: Any = Limits, where: str = "limits") -> Any:
+    fields = {f.name: f for f in attrs.fields(cls)}
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key not in fields:
-            raise ConfigError(f"limits.{key} is not a known limit (known: {', '.join(fields)})")
+            raise ConfigError(f"{where}.{key} is not a known limit (known: {', '.join(fields)})")
         default = fields[key].default
         if isinstance(default, float):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         else:
             ok = isinstance(value, int) and not isinstance(value, bool)
         if not ok or value <= 0:
-            raise ConfigError(f"limits.{key} must be a positive number, not {value!r}")
+            raise ConfigError(f"{where}.{key} must be a positive number, not {value!r}")
         values[key] = value
-    return Limits(**values)
+    return cls(**values)
+
+
+def _tls(table: dict[str, Any], base: Path) -> TLSConfig:
+    known = {"state_dir", "private_key", "certificate", "chain"}
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"tls: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    paths: dict[str, Path] = {}
+    for key, value in table.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"tls.{key} must be a path string")
+        paths[key] = base / value
+    if ("certificate" in paths or "chain" in paths) and "private_key" not in paths:
+        raise ConfigError("tls.certificate and tls.chain need tls.private_key")
+    return TLSConfig(**paths)
 
 
 _APP_KEYS = {
@@ -278,7 +315,7 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
     if unknown:
         raise ConfigError(f"unknown top-level keys {sorted(unknown)}")
     listeners = _table(data, "listeners", "")
-    bad = set(listeners) - {"rtmp", "rtmps", "http"}
+    bad = set(listeners) - {"rtmp", "rtmps", "http", "sniff_timeout"}
     if bad:
         raise ConfigError(f"listeners: unknown keys {sorted(bad)}")
     media = _table(data, "media", "")
@@ -292,6 +329,12 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
     chunk_size = rtmp.get("chunk_size", 4096)
     if not isinstance(chunk_size, int) or not 128 <= chunk_size <= 0xFFFFFF:
         raise ConfigError("rtmp.chunk_size must be an integer from 128 to 16777215")
+
+    sniff_timeout = listeners.get("sniff_timeout", 10.0)
+    if isinstance(sniff_timeout, bool) or not isinstance(sniff_timeout, (int, float)):
+        raise ConfigError("listeners.sniff_timeout must be a number of seconds")
+    if sniff_timeout <= 0:
+        raise ConfigError("listeners.sniff_timeout must be positive")
 
     def path(key: str) -> Path | None:
         value = media.get(key)
@@ -311,6 +354,9 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
         limits=_limits(_table(data, "limits", "")),
         chunk_size=chunk_size,
         shared_objects_dir=path("shared_objects") or Path("sharedobjects"),
+        tls=_tls(_table(data, "tls", ""), base),
+        rtmpt=_limits(_table(data, "rtmpt", ""), TunnelLimits, "rtmpt"),
+        sniff_timeout=float(sniff_timeout),
     )
 
 

@@ -40,11 +40,15 @@ from .rtmp import commands as cmd
 from .rtmp import events as ev
 from .rtmp.connection import ServerConnection, State, StreamMode
 from .rtmp.errors import RemoteProtocolError
+from .rtmp.handshake import RTMPE_TYPES
 from .rtmp.limits import Limits
 from .rtmp.sharedobject import SharedObjectMessage
 from .streams import NetStream
 
 CONNECTION_DONE = Failure(ConnectionDone())
+
+#: The transport name once a client's handshake shows RTMPE (C0 6, 8 or 9).
+ENCRYPTED_NAMES = {"rtmp": "rtmpe", "rtmpt": "rtmpte"}
 
 
 class RTMPServerFactory(Factory):
@@ -87,6 +91,7 @@ class RTMPServerFactory(Factory):
         """Make the protocol of one connection."""
         protocol = RTMPServerProtocol()
         protocol.factory = self
+        protocol.transport_name = self.transport_name
         return protocol
 
 
@@ -122,6 +127,9 @@ class RTMPServerProtocol(Protocol):
         self._full_since: float | None = None
         self._dropped = False
         self.peer = "?"
+        #: How the client reached us: rtmp, rtmps, rtmpt or rtmpts (set by the
+        #: listener), with "e" inserted once the handshake shows RTMPE.
+        self.transport_name = "rtmp"
 
     # -- Twisted callbacks ---------------------------------------------------
 
@@ -448,6 +456,8 @@ class RTMPServerProtocol(Protocol):
             version=event.client_version,
             scheme=event.scheme,
         )
+        if event.client_version in RTMPE_TYPES:
+            self.transport_name = ENCRYPTED_NAMES.get(self.transport_name, self.transport_name)
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = self.factory.reactor.callLater(self.factory.limits.ping_interval, self._tick)
@@ -482,9 +492,10 @@ class RTMPServerProtocol(Protocol):
                 return
             self.app = app
             self._log.info(
-                "{peer} connected to {app} ({flash_version})",
+                "{peer} connected to {app} over {transport} ({flash_version})",
                 peer=self.peer,
                 app=event.app,
+                transport=self.transport_name,
                 flash_version=event.properties.get("flashVer", "?"),
             )
             try:

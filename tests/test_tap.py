@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from flashstream.appapi import ApplicationHost
 from flashstream.applications import LiveApplication, VodApplication
-from flashstream.tap import FlashstreamService, ListenerService, NotYetService, Options, makeService
+from flashstream.tap import FlashstreamService, ListenerService, Options, makeService
 
 
 def temp_file(case: SynchronousTestCase) -> Path:
