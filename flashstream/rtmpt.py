@@ -18,6 +18,7 @@ The same gateway serves RTMPTS: a request that came over TLS makes an
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable
 from typing import Any
@@ -381,7 +382,7 @@ class BoundedRequest(Request):
 
     def _refuse(self, length: int) -> None:
         self._too_large = True
-        self.content = _Discard()
+        self.content = io.BytesIO()
         transport = self.channel.transport
         peer = transport.getPeer() if transport is not None else None
         self._log.warn(
@@ -397,21 +398,6 @@ class BoundedRequest(Request):
                 b"Content-Length: 0\r\nConnection: close\r\n\r\n"
             )
             transport.loseConnection()
-
-
-class _Discard:
-    """Where the body of a refused request goes."""
-
-    def write(self, data: bytes) -> None:
-        """Drop it."""
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        """Always empty."""
-        return 0
-
-    def read(self, size: int = -1) -> bytes:
-        """Nothing."""
-        return b""
 
 
 class LoggingHTTPChannel(HTTPChannel):

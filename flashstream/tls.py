@@ -33,7 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 from twisted.application.service import Service
 from twisted.internet.endpoints import quoteStringArgument
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
@@ -170,7 +170,8 @@ def ensure_dev_certificate(
             ),
             critical=False,
         )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        # Its own trust anchor: a client may trust this file (ffmpeg's -ca_file).
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(
@@ -208,10 +209,12 @@ def load_context(files: CertificateFiles) -> tuple[SSL.Context, x509.Certificate
         raise TLSConfigError(f"{files.certificate} / {files.private_key}: {error}") from None
     leaf, extra = certificates[0], certificates[1:] + chain
     try:
+        # Twisted's defaults (protocol versions, ciphers) with cryptography
+        # objects, which pyOpenSSL's context methods take directly.
         options = CertificateOptions(
-            privateKey=crypto.PKey.from_cryptography_key(key),  # type: ignore[arg-type]
-            certificate=crypto.X509.from_cryptography(leaf),
-            extraCertChain=[crypto.X509.from_cryptography(c) for c in extra],
+            privateKey=key,  # type: ignore[arg-type]
+            certificate=leaf,  # type: ignore[arg-type]
+            extraCertChain=extra,  # type: ignore[arg-type]
         )
         context = options.getContext()
     except (SSL.Error, ValueError, TypeError) as error:
