@@ -126,6 +126,9 @@ class TLSConfig:
     certificate: Path | None = None
     #: PEM intermediate certificates sent after the certificate.
     chain: Path | None = None
+    #: Highest TLS version offered: "1.2" (default; rtmpdump/librtmp with
+    #: GnuTLS cannot read TLS 1.3 session tickets) or "1.3".
+    max_version: str = "1.2"
 
 
 @attrs.frozen
@@ -196,10 +199,14 @@ def _limits(table: dict[str, Any], cls: Any = Limits, where: str = "limits") -> 
 
 
 def _tls(table: dict[str, Any], base: Path) -> TLSConfig:
-    known = {"state_dir", "private_key", "certificate", "chain"}
+    known = {"state_dir", "private_key", "certificate", "chain", "max_version"}
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"tls: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    table = dict(table)
+    max_version = table.pop("max_version", "1.2")
+    if max_version not in ("1.2", "1.3"):
+        raise ConfigError(f'tls.max_version must be "1.2" or "1.3", not {max_version!r}')
     paths: dict[str, Path] = {}
     for key, value in table.items():
         if not isinstance(value, str):
@@ -207,7 +214,7 @@ def _tls(table: dict[str, Any], base: Path) -> TLSConfig:
         paths[key] = base / value
     if ("certificate" in paths or "chain" in paths) and "private_key" not in paths:
         raise ConfigError("tls.certificate and tls.chain need tls.private_key")
-    return TLSConfig(**paths)
+    return TLSConfig(**paths, max_version=max_version)
 
 
 _APP_KEYS = {

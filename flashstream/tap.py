@@ -229,6 +229,7 @@ def tls_wrapper(config: TLSConfig, reloader: CertificateReloader, reactor: Any) 
             )
         if files is None:
             files = ensure_dev_certificate(config.state_dir)
+        files = attrs.evolve(files, max_version=config.max_version)
         creator = ReloadableTLS(files, description)
         reloader.creators.append(creator)
         return socket, TLSMemoryBIOFactory(creator, False, factory, clock=reactor)

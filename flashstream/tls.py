@@ -37,7 +37,7 @@ from OpenSSL import SSL
 from twisted.application.service import Service
 from twisted.internet.endpoints import quoteStringArgument
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from twisted.internet.ssl import CertificateOptions
+from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -58,13 +58,21 @@ class TLSConfigError(Exception):
     """A TLS endpoint string or certificate file is unusable."""
 
 
+#: Highest TLS version offered, by config name.  "1.2" is the default:
+#: librtmp built on GnuTLS (Debian's rtmpdump) fails on the session tickets a
+#: TLS 1.3 server sends after the handshake, and Flash-era clients stop at 1.2.
+MAX_VERSIONS = {"1.2": TLSVersion.TLSv1_2, "1.3": TLSVersion.TLSv1_3}
+
+
 @attrs.frozen
 class CertificateFiles:
-    """Where a listener's key, certificate and chain live."""
+    """Where a listener's key, certificate and chain live, and the TLS ceiling."""
 
     private_key: Path
     certificate: Path
     chain: Path | None = None
+    #: A key of :data:`MAX_VERSIONS`.
+    max_version: str = "1.2"
 
 
 def _split_strport(description: str) -> list[str]:
@@ -215,6 +223,7 @@ def load_context(files: CertificateFiles) -> tuple[SSL.Context, x509.Certificate
             privateKey=key,  # type: ignore[arg-type]
             certificate=leaf,  # type: ignore[arg-type]
             extraCertChain=extra,  # type: ignore[arg-type]
+            lowerMaximumSecurityTo=MAX_VERSIONS[files.max_version],
         )
         context = options.getContext()
     except (SSL.Error, ValueError, TypeError) as error:

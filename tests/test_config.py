@@ -99,6 +99,7 @@ kind = "vod"
         ("[tls]\ncertificate = 'c.pem'", "need tls.private_key"),
         ("[tls]\nkey = 'k.pem'", "tls: unknown keys"),
         ("[tls]\nstate_dir = 3", "tls.state_dir must be a path"),
+        ("[tls]\nmax_version = '1.1'", "tls.max_version must be"),
         ("[rtmpt]\nmax_sessions = 0", "rtmpt.max_sessions must be a positive"),
         ("[rtmpt]\nsessions = 3", "rtmpt.sessions is not a known limit"),
         ("[listeners]\nsniff_timeout = 'x'", "sniff_timeout must be a number"),

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import attrs
 from cryptography import x509
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
@@ -258,6 +259,22 @@ class ReloadTests(SynchronousTestCase):
         client_transport.write(b"x")
         pump.flush()
         self.assertEqual(client.data, b"x")
+
+
+class VersionTests(SynchronousTestCase):
+    """The TLS version ceiling."""
+
+    def test_tls12_by_default_13_on_request(self) -> None:
+        """TLS 1.2 is the default ceiling (librtmp+GnuTLS fails on 1.3 tickets); 1.3 on request."""
+        dev = ensure_dev_certificate(temp_dir(self))
+        for max_version, expected in (("1.2", "TLSv1.2"), ("1.3", "TLSv1.3")):
+            creator = ReloadableTLS(attrs.evolve(dev, max_version=max_version), "x")
+            client, client_transport, pump = tls_pair(creator, dev.certificate)
+            client_transport.write(b"v")
+            pump.flush()
+            self.assertEqual(client.data, b"v")
+            connection = client_transport.getHandle()
+            self.assertEqual(connection.get_protocol_version_name(), expected)
 
 
 class FakeReactor:
