@@ -21,9 +21,10 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from klein import Klein
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IAddress,
@@ -77,6 +78,7 @@ class PollingTransport:
         if self.disconnecting and self.session.finished():
             return
         self.session.queue(data)
+        self.gateway.data_ready(self.session)
         if self.producer is not None and not self.paused and self.session.congested:
             self.paused = True
             self.producer.pauseProducing()
@@ -156,6 +158,8 @@ class RTMPTGateway:
         self.transports: dict[str, PollingTransport] = {}
         self._timer: IDelayedCall | None = None
         self._refused = 0
+        self._waiters: dict[str, list[Callable[[], None]]] = {}
+        self._wake_pending: dict[str, bool] = {}
 
     def mount_on(self, root: Any) -> None:
         """Mount the RTMPT segments on a :class:`~flashstream.web.WebRoot`."""
@@ -208,13 +212,13 @@ class RTMPTGateway:
         return self._reply(request, session.session_id.encode("ascii") + b"\n")
 
     @app.route("/send/<session_id>/<int:seq>", methods=["POST"])
-    def send(self, request: IRequest, session_id: str, seq: int) -> bytes:
+    def send(self, request: IRequest, session_id: str, seq: int) -> bytes | Deferred[bytes]:
         """RTMP bytes from the client; answer with ours."""
         return self._poll(request, Command.SEND, session_id, seq)
 
     @app.route("/idle/<session_id>/<int:seq>", methods=["POST"])
-    def idle(self, request: IRequest, session_id: str, seq: int) -> bytes:
-        """A poll: answer with what is queued."""
+    def idle(self, request: IRequest, session_id: str, seq: int) -> bytes | Deferred[bytes]:
+        """A poll: answer with what is queued (an empty poll is held briefly)."""
         return self._poll(request, Command.IDLE, session_id, seq)
 
     @app.route("/close/<session_id>/<int:seq>", methods=["POST"])
@@ -229,7 +233,9 @@ class RTMPTGateway:
 
     # -- sessions ------------------------------------------------------------------
 
-    def _poll(self, request: IRequest, command: Command, session_id: str, seq: int) -> bytes:
+    def _poll(
+        self, request: IRequest, command: Command, session_id: str, seq: int
+    ) -> bytes | Deferred[bytes]:
         session = self.sessions.get(session_id)
         if session is None:
             return self._unknown(request, session_id)
@@ -256,29 +262,83 @@ class RTMPTGateway:
                 skipped=list(delivery.skipped),
             )
         protocol = self.protocols[session_id]
-        transport = self.transports[session_id]
         for data in delivery.bodies:
             if session.closing:
                 break
             protocol.dataReceived(data)
+        if command is Command.IDLE and not session.pending and not session.closing:
+            return self._hold(request, session)
+        return self._answer(request, session)
+
+    def _answer(self, request: IRequest, session: TunnelSession) -> bytes:
         answer = session.answer()
-        transport.drained()
+        transport = self.transports.get(session.session_id)
+        if transport is not None:
+            transport.drained()
         if session.finished():
             self.teardown(session, Failure(ConnectionDone("closed by the server")))
         self._schedule()
         return self._reply(request, answer)
 
+    def _hold(self, request: IRequest, session: TunnelSession) -> Deferred[bytes]:
+        """
+        Keep an empty poll up to ``idle_hold`` seconds, answering as soon as
+        data is queued: librtmp polls again at once after an empty answer
+        (it ignores the polling byte), which would spin both sides.
+        """
+        result: Deferred[bytes] = Deferred()
+        waiters = self._waiters.setdefault(session.session_id, [])
+
+        def fire() -> None:
+            if timer.active():
+                timer.cancel()
+            if wake in waiters:
+                waiters.remove(wake)
+                result.callback(self._answer(request, session))
+
+        def abandon(reason: object) -> None:
+            if timer.active():
+                timer.cancel()
+            if wake in waiters:
+                waiters.remove(wake)
+
+        wake = fire
+        timer = self.reactor.callLater(self.limits.idle_hold, fire)
+        waiters.append(wake)
+        cast(Any, request).notifyFinish().addErrback(abandon)
+        return result
+
+    def data_ready(self, session: TunnelSession) -> None:
+        """Bytes were queued: wake one held poll once the current burst is written."""
+        waiters = self._waiters.get(session.session_id)
+        if waiters and not self._wake_pending.get(session.session_id):
+            self._wake_pending[session.session_id] = True
+
+            def wake() -> None:
+                self._wake_pending.pop(session.session_id, None)
+                if waiters:
+                    waiters[0]()
+
+            self.reactor.callLater(0, wake)
+
     def closing(self, session: TunnelSession) -> None:
         """The protocol closed its side: end now if nothing waits, else after the next poll."""
         session.closing = True
-        if session.finished():
+        self._release(session)
+        if session.finished() and session.session_id in self.sessions:
             self.teardown(session, Failure(ConnectionDone("closed by the server")))
+
+    def _release(self, session: TunnelSession) -> None:
+        """Answer every held poll of the session now."""
+        for wake in list(self._waiters.pop(session.session_id, [])):
+            wake()
 
     def teardown(self, session: TunnelSession, reason: Failure) -> None:
         """Forget the session and tell its protocol the connection is gone."""
         if self.sessions.remove(session.session_id) is None:
             return
         session.closing = True
+        self._release(session)
         self.transports.pop(session.session_id, None)
         protocol = self.protocols.pop(session.session_id, None)
         if protocol is not None:
@@ -404,6 +464,13 @@ class LoggingHTTPChannel(HTTPChannel):
     """An HTTP channel that says in the log why it answered 400 and hung up."""
 
     _log = Logger()
+
+    def connectionMade(self) -> None:
+        """Send small answers at once (RTMPT polls are small request/response pairs)."""
+        super().connectionMade()
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         peer = self.transport.getPeer() if self.transport is not None else None

@@ -62,6 +62,10 @@ class Server:
         self.treq.flush()
         results: list[Any] = []
         deferred.addBoth(results.append)
+        if not results:
+            # an empty idle poll is held for idle_hold seconds
+            self.clock.advance(self.gateway.limits.idle_hold)
+            self.treq.flush()
         assert results, "treq call did not complete"
         return results[0]
 
@@ -304,6 +308,54 @@ class GatewayTests(SynchronousTestCase):
         self.assertTrue(client.protocol.is_congested())
         client.server.post(f"/idle/{client.session_id}/{client.seq}")
         self.assertFalse(client.protocol.is_congested())
+
+
+class HeldPollTests(SynchronousTestCase):
+    """Empty idle polls are held briefly so clients that poll in a loop do not spin."""
+
+    def start_idle(self, server: Server, client: TunnelClient) -> list[Any]:
+        """Send an idle poll without waiting; return the list its response lands in."""
+        results: list[Any] = []
+        path = f"http://example.com/idle/{client.session_id}/{client.seq}"
+        client.seq += 1
+        server.treq.post(path, data=b"\x00").addBoth(results.append)
+        server.treq.flush()
+        return results
+
+    def test_empty_poll_held_until_idle_hold(self) -> None:
+        """With nothing queued the answer comes after idle_hold seconds, not before."""
+        server = Server(TunnelLimits(idle_hold=0.5))
+        client = TunnelClient(server)
+        client.pump()
+        results = self.start_idle(server, client)
+        server.clock.advance(0.4)
+        server.treq.flush()
+        self.assertEqual(results, [])
+        server.clock.advance(0.1)
+        server.treq.flush()
+        self.assertEqual(results[0].code, 200)
+        self.assertEqual(server.treq_result(results[0].content()), b"\x01")
+
+    def test_data_wakes_a_held_poll(self) -> None:
+        """Bytes queued for the session answer the held poll at once, all of them together."""
+        server = Server(TunnelLimits(idle_hold=30.0))
+        client = TunnelClient(server)
+        results = self.start_idle(server, client)
+        transport = server.gateway.transports[client.session_id]
+        transport.write(b"ab")
+        transport.write(b"cd")
+        server.clock.advance(0)
+        server.treq.flush()
+        self.assertEqual(server.treq_result(results[0].content()), b"\x01abcd")
+
+    def test_close_releases_held_polls(self) -> None:
+        """A session closed by the client answers its held polls at once."""
+        server = Server(TunnelLimits(idle_hold=30.0))
+        client = TunnelClient(server)
+        results = self.start_idle(server, client)
+        client.request("close")
+        server.treq.flush()
+        self.assertEqual(server.treq_result(results[0].content()), b"\x00")
 
 
 class SiteTests(SynchronousTestCase):

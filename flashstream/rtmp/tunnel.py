@@ -62,6 +62,10 @@ class TunnelLimits:
     max_reorder: int = 16
     #: Seconds a missing sequence number is waited for before it is given up.
     reorder_timeout: float = 2.0
+    #: Seconds an empty ``idle`` poll is held waiting for server data (answered
+    #: at once when data comes); stops clients that ignore the polling byte
+    #: (librtmp) from spinning.
+    idle_hold: float = 0.1
     #: Queued server bytes above which the session reports congestion (players
     #: then drop inter frames); it clears once half of them are fetched.
     write_buffer_high: int = 4 * 1024 * 1024
