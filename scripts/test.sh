@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Debian packages ffmpeg and rtmpdump, the
+# Install everything the tests need (Debian packages ffmpeg, rtmpdump and squid, the
 # Python test extras in ./.venv) and run the whole suite: unit tests, lint,
 # type checks and interop tests with real clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in ffmpeg ffprobe rtmpdump curl; do
+for tool in ffmpeg ffprobe rtmpdump curl squid; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg rtmpdump curl >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg rtmpdump curl squid >/dev/null
 fi
 
 python3 -m venv .venv
