@@ -4,6 +4,7 @@
 # type checks and interop tests with real clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/sbin"  # squid lives in /usr/sbin
 
 need=()
 for tool in ffmpeg ffprobe rtmpdump curl squid; do

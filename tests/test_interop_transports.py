@@ -199,7 +199,8 @@ def squid(request: pytest.FixtureRequest) -> Iterator[tuple[int, Path]]:
     ``request.param`` says whether it keeps connections to the server open
     between requests (reuse) or opens a new one for every poll (close).
     """
-    binary = require_tool("squid")
+    sbin = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin"
+    binary = shutil.which("squid", path=sbin) or require_tool("squid")
     port = free_port()
     # squid drops to the 'proxy' user when started as root: its directory must
     # be reachable by that user (pytest's tmp_path is not).
