@@ -40,7 +40,6 @@ from .rtmp import commands as cmd
 from .rtmp import events as ev
 from .rtmp.connection import ServerConnection, State, StreamMode
 from .rtmp.errors import RemoteProtocolError
-from .rtmp.handshake import RTMPE_TYPES
 from .rtmp.limits import Limits
 from .rtmp.sharedobject import SharedObjectMessage
 from .streams import NetStream
@@ -456,7 +455,7 @@ class RTMPServerProtocol(Protocol):
             version=event.client_version,
             scheme=event.scheme,
         )
-        if event.client_version in RTMPE_TYPES:
+        if event.encrypted:
             self.transport_name = ENCRYPTED_NAMES.get(self.transport_name, self.transport_name)
         if self._timer is not None and self._timer.active():
             self._timer.cancel()

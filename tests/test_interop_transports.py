@@ -50,7 +50,9 @@ class Ports:
         """A URL for ``live/name`` over ``transport`` (rtmpt-1935: RTMPT on the RTMP port)."""
         port = {
             "rtmp": self.rtmp,
+            "rtmpe": self.rtmp,
             "rtmps": self.rtmps,
+            "rtmpte": self.http,
             "rtmpt": self.http,
             "rtmpts": self.rtmps,
             "rtmpt-1935": self.rtmp,
@@ -165,8 +167,10 @@ def test_one_stream_every_transport_at_once(ports: Ports, tmp_path: Path) -> Non
     """
     One stream published once over RTMP is played at the same time by ffmpeg
     over rtmp, rtmps, rtmpt, rtmpts and RTMPT on the RTMP port, and by
-    rtmpdump over rtmp, rtmps and rtmpt; every one of them gets decodable video.
+    rtmpdump over rtmp, rtmps, rtmpt, rtmpe and rtmpte: all six transports at
+    once, every player with decodable video; the server names each transport.
     """
+    mark = ports.server.mark()
     publisher = publish(ports, "rtmp", "all", seconds=25)
     players = {
         transport: ffmpeg_play(ports.url(transport, "all"), 3)
@@ -174,7 +178,7 @@ def test_one_stream_every_transport_at_once(ports: Ports, tmp_path: Path) -> Non
     }
     dumps = {
         transport: (rtmpdump(ports.url(transport, "all"), tmp_path / f"{transport}.flv"))
-        for transport in ("rtmp", "rtmps", "rtmpt")
+        for transport in ("rtmp", "rtmps", "rtmpt", "rtmpe", "rtmpte")
     }
     for transport, player in players.items():
         video, _ = frames(player, 3)
@@ -182,6 +186,9 @@ def test_one_stream_every_transport_at_once(ports: Ports, tmp_path: Path) -> Non
     for transport, dumper in dumps.items():
         video = finish_dump(dumper, tmp_path / f"{transport}.flv")
         assert video >= 40, (transport, video)
+    named = "\n".join(ports.server.lines[mark:])
+    for transport in ("rtmp", "rtmps", "rtmpt", "rtmpts", "rtmpe", "rtmpte"):
+        assert f"connected to live over {transport} " in named, transport
     stop_process(publisher)
 
 

@@ -73,11 +73,17 @@ class Server:
 class TunnelClient:
     """A FlashClient speaking through RTMPT requests like ffmpeg (seq from 0 after open)."""
 
-    def __init__(self, server: Server, scheme: str = "http", byte_at_a_time: bool = False) -> None:
+    def __init__(
+        self,
+        server: Server,
+        scheme: str = "http",
+        byte_at_a_time: bool = False,
+        kind: str = "ffmpeg",
+    ) -> None:
         self.server = server
         self.scheme = scheme
         self.byte_at_a_time = byte_at_a_time
-        self.client = FlashClient("ffmpeg", seeded_random(len(server.gateway.protocols) + 1))
+        self.client = FlashClient(kind, seeded_random(len(server.gateway.protocols) + 1))
         code, _, body = server.post("/open/1", scheme=scheme)
         assert code == 200, code
         self.session_id = body.decode().strip()
@@ -160,6 +166,13 @@ class GatewayTests(SynchronousTestCase):
         server = Server()
         client = TunnelClient(server, scheme="https")
         self.assertEqual(client.protocol.transport_name, "rtmpts")
+
+    def test_rtmpte_comes_for_free(self) -> None:
+        """RTMPE bytes inside RTMPT polls connect, and the session is named rtmpte."""
+        server = Server()
+        client = TunnelClient(server, kind="librtmp_rtmpe", byte_at_a_time=True)
+        client.connect_and_create_stream()
+        self.assertEqual(client.protocol.transport_name, "rtmpte")
 
     def test_ident2_and_unknown_sessions_are_404(self) -> None:
         """/fcs/ident2 is 404 (Flash carries on); send/idle/close for unknown ids are 404."""

@@ -141,6 +141,21 @@ class SniffingProtocolTests(SynchronousTestCase):
         """RTMP inside TLS is named rtmps."""
         self.rtmp_handover(tls=True, byte_at_a_time=True)
 
+    def test_rtmpe_is_named_rtmpe(self) -> None:
+        """An RTMPE handshake (C0 = 6) through the plain port completes and is named rtmpe."""
+        harness = Harness()
+        sniffer, transport = harness.connect()
+        client = FlashClient("librtmp_rtmpe", seeded_random(9))
+        feed(sniffer, client.data_to_send(), byte_at_a_time=True)
+        self.assertEqual(sniffer.inner.transport_name, "rtmp")
+        client.receive(transport.value())
+        transport.clear()
+        client.connect("live")
+        feed(sniffer, client.data_to_send(), byte_at_a_time=False)
+        client.receive(transport.value())
+        self.assertEqual(client.result(1.0).name, "_result")
+        self.assertEqual(sniffer.inner.transport_name, "rtmpe")
+
     def test_http_byte_at_a_time(self) -> None:
         """An HTTP request, one byte per read, is served by the Site (RTMPT /open answered)."""
         for byte_at_a_time in (False, True):
