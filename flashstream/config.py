@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from .rtmp.limits import Limits
+from .rtmp.tunnel import TunnelLimits
 
 #: The kinds of application flashstream knows how to serve.
 APPLICATION_KINDS = ("live", "vod")
@@ -151,6 +152,23 @@ class QosConfig:
 
 
 @attrs.frozen
+class TLSConfig:
+    """The ``[tls]`` table: certificates of the ``--rtmps`` listeners."""
+
+    #: Where flashstream keeps what it creates (the development certificate).
+    state_dir: Path = Path("state")
+    #: PEM private key; with ``certificate`` it replaces the development certificate.
+    private_key: Path | None = None
+    #: PEM certificate (may be followed by its chain); defaults to ``private_key``.
+    certificate: Path | None = None
+    #: PEM intermediate certificates sent after the certificate.
+    chain: Path | None = None
+    #: Highest TLS version offered: "1.2" (default; rtmpdump/librtmp with
+    #: GnuTLS cannot read TLS 1.3 session tickets) or "1.3".
+    max_version: str = "1.2"
+
+
+@attrs.frozen
 class Config:
     """Everything flashstream needs to start."""
 
@@ -171,6 +189,13 @@ class Config:
     api: ApiConfig = ApiConfig()
     tracking: TrackingConfig = TrackingConfig()
     qos: QosConfig = QosConfig()
+    #: Certificates for the TLS listeners.
+    tls: TLSConfig = TLSConfig()
+    #: RTMPT session limits (``[rtmpt]``).
+    rtmpt: TunnelLimits = TunnelLimits()
+    #: Seconds a new connection on a --rtmp/--rtmps port may take to show
+    #: whether it speaks RTMP or HTTP.
+    sniff_timeout: float = 10.0
 
     @property
     def recordings(self) -> Path:
@@ -178,7 +203,18 @@ class Config:
         return self.record_dir if self.record_dir is not None else self.media_root / "recordings"
 
 
-_TOP_KEYS = {"listeners", "media", "applications", "limits", "rtmp", "api", "tracking", "qos"}
+_TOP_KEYS = {
+    "listeners",
+    "media",
+    "applications",
+    "limits",
+    "rtmp",
+    "api",
+    "tracking",
+    "qos",
+    "rtmpt",
+    "tls",
+}
 
 
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -196,21 +232,40 @@ def _endpoints(value: object, key: str) -> tuple[str, ...]:
     return tuple(v for v in value if v != "none")
 
 
-def _limits(table: dict[str, Any]) -> Limits:
-    fields = {f.name: f for f in attrs.fields(Limits)}
+def _limits(table: dict[str, Any], cls: Any = Limits, where: str = "limits") -> Any:
+    fields = {f.name: f for f in attrs.fields(cls)}
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key not in fields:
-            raise ConfigError(f"limits.{key} is not a known limit (known: {', '.join(fields)})")
+            raise ConfigError(f"{where}.{key} is not a known limit (known: {', '.join(fields)})")
         default = fields[key].default
         if isinstance(default, float):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         else:
             ok = isinstance(value, int) and not isinstance(value, bool)
         if not ok or value <= 0:
-            raise ConfigError(f"limits.{key} must be a positive number, not {value!r}")
+            raise ConfigError(f"{where}.{key} must be a positive number, not {value!r}")
         values[key] = value
-    return Limits(**values)
+    return cls(**values)
+
+
+def _tls(table: dict[str, Any], base: Path) -> TLSConfig:
+    known = {"state_dir", "private_key", "certificate", "chain", "max_version"}
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"tls: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    table = dict(table)
+    max_version = table.pop("max_version", "1.2")
+    if max_version not in ("1.2", "1.3"):
+        raise ConfigError(f'tls.max_version must be "1.2" or "1.3", not {max_version!r}')
+    paths: dict[str, Path] = {}
+    for key, value in table.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"tls.{key} must be a path string")
+        paths[key] = base / value
+    if ("certificate" in paths or "chain" in paths) and "private_key" not in paths:
+        raise ConfigError("tls.certificate and tls.chain need tls.private_key")
+    return TLSConfig(**paths, max_version=max_version)
 
 
 _APP_KEYS = {
@@ -379,7 +434,7 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
     if unknown:
         raise ConfigError(f"unknown top-level keys {sorted(unknown)}")
     listeners = _table(data, "listeners", "")
-    bad = set(listeners) - {"rtmp", "rtmps", "http"}
+    bad = set(listeners) - {"rtmp", "rtmps", "http", "sniff_timeout"}
     if bad:
         raise ConfigError(f"listeners: unknown keys {sorted(bad)}")
     media = _table(data, "media", "")
@@ -393,6 +448,12 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
     chunk_size = rtmp.get("chunk_size", 4096)
     if not isinstance(chunk_size, int) or not 128 <= chunk_size <= 0xFFFFFF:
         raise ConfigError("rtmp.chunk_size must be an integer from 128 to 16777215")
+
+    sniff_timeout = listeners.get("sniff_timeout", 10.0)
+    if isinstance(sniff_timeout, bool) or not isinstance(sniff_timeout, (int, float)):
+        raise ConfigError("listeners.sniff_timeout must be a number of seconds")
+    if sniff_timeout <= 0:
+        raise ConfigError("listeners.sniff_timeout must be positive")
 
     def path(key: str) -> Path | None:
         value = media.get(key)
@@ -415,6 +476,9 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
         api=_api(_table(data, "api", "")),
         tracking=_tracking(_table(data, "tracking", ""), base),
         qos=_qos(_table(data, "qos", "")),
+        tls=_tls(_table(data, "tls", ""), base),
+        rtmpt=_limits(_table(data, "rtmpt", ""), TunnelLimits, "rtmpt"),
+        sniff_timeout=float(sniff_timeout),
     )
 
 

@@ -50,6 +50,8 @@ CONNECTION_DONE = Failure(ConnectionDone())
 #: ``connect``, ``publish``/``play``/``pause``/``seek``/``stop`` (with the
 #: ``stream``) and ``disconnect``.  Tracking and QoS register here.
 ConnectionEventSink = Callable[[str, "RTMPServerProtocol", dict[str, Any]], None]
+#: The transport name once a client's handshake shows RTMPE (C0 6, 8 or 9).
+ENCRYPTED_NAMES = {"rtmp": "rtmpe", "rtmpt": "rtmpte"}
 
 
 class RTMPServerFactory(Factory):
@@ -145,6 +147,9 @@ class RTMPServerProtocol(Protocol):
         #: The peer's last Acknowledgement (bytes it says it received, mod 2**32).
         self.acknowledged: int | None = None
         self._accepted = False
+        #: How the client reached us: rtmp, rtmps, rtmpt or rtmpts (set by the
+        #: listener), with "e" inserted once the handshake shows RTMPE.
+        self.transport_name = "rtmp"
 
     # -- Twisted callbacks ---------------------------------------------------
 
@@ -494,8 +499,8 @@ class RTMPServerProtocol(Protocol):
             version=event.client_version,
             scheme=event.scheme,
         )
-        if event.encrypted and self.transport_name in ("rtmp", "rtmpt"):
-            self.transport_name += "e"  # rtmpe, rtmpte
+        if event.encrypted:
+            self.transport_name = ENCRYPTED_NAMES.get(self.transport_name, self.transport_name)
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = self.factory.reactor.callLater(self.factory.limits.ping_interval, self._tick)
@@ -532,9 +537,10 @@ class RTMPServerProtocol(Protocol):
             self._accepted = True
             self._notify("connect")
             self._log.info(
-                "{peer} connected to {app} ({flash_version})",
+                "{peer} connected to {app} over {transport} ({flash_version})",
                 peer=self.peer,
                 app=event.app,
+                transport=self.transport_name,
                 flash_version=event.properties.get("flashVer", "?"),
             )
             try:

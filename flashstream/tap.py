@@ -10,6 +10,7 @@ and never touches the global reactor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,14 +20,14 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorTime
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from twisted.python.failure import Failure
-from twisted.web.server import Site
 
 from .api import API
 from .appapi import ApplicationHost, PluginNotFound, build_hosts
 from .applications import builtin_application, load_plugins
-from .config import ApplicationConfig, Config, ConfigError, load_config
+from .config import ApplicationConfig, Config, ConfigError, TLSConfig, load_config
 from .dashboard import Dashboard, DashboardAssets
 from .download import MediaDownload
 from .httpflv import HTTPFLV
@@ -35,10 +36,23 @@ from .interfaces import IStreamApplication
 from .metrics import Metrics
 from .protocol import RTMPServerFactory
 from .qos import QosMonitor
+from .rtmpt import RTMPTGateway, make_site
+from .sniff import SniffingFactory
+from .tls import (
+    CertificateFiles,
+    CertificateReloader,
+    ReloadableTLS,
+    TLSConfigError,
+    ensure_dev_certificate,
+    split_tls_endpoint,
+)
 from .tracking import AccessLog, EventFeed, Tracker, Webhooks
 from .vod.recorder import Recordings
 from .vod.source import SourceCache
 from .web import WebRoot
+
+#: Turns a listener's endpoint string into (socket endpoint string, TLS-wrapped factory).
+TLSWrapper = Callable[[str, IProtocolFactory], tuple[str, IProtocolFactory]]
 
 
 class Options(usage.Options):
@@ -54,6 +68,7 @@ class Options(usage.Options):
         ["config", None, None, "TOML configuration file."],
         ["media-root", None, None, "Files served by the vod application [default: ./media]."],
         ["record-dir", None, None, "Where recordings go [default: <media-root>/recordings]."],
+        ["state-dir", None, None, "Where the development TLS certificate goes [default: ./state]."],
     ]
 
     def __init__(self) -> None:
@@ -67,7 +82,7 @@ class Options(usage.Options):
         self["rtmp"].append(endpoint)
 
     def opt_rtmps(self, endpoint: str) -> None:
-        """TLS listener for RTMPS/RTMPTS [default: ssl:443] (not served yet)."""
+        """TLS listener for RTMPS and RTMPTS [default: ssl:443]."""
         self["rtmps"].append(endpoint)
 
     def opt_http(self, endpoint: str) -> None:
@@ -88,6 +103,8 @@ class Options(usage.Options):
             changes["media_root"] = Path(self["media-root"])
         if self["record-dir"]:
             changes["record_dir"] = Path(self["record-dir"])
+        if self["state-dir"]:
+            changes["tls"] = attrs.evolve(config.tls, state_dir=Path(self["state-dir"]))
         self["flashstream-config"] = attrs.evolve(config, **changes)
 
 
@@ -102,26 +119,39 @@ class ListenerService(Service):
     _log = Logger()
 
     def __init__(
-        self, reactor: Any, description: str, factory: IProtocolFactory, option: str, kind: str
+        self,
+        reactor: Any,
+        description: str,
+        factory: IProtocolFactory,
+        option: str,
+        kind: str,
+        tls: TLSWrapper | None = None,
     ) -> None:
         self.reactor = reactor
         self.description = description
         self.factory = factory
         self.option = option
         self.kind = kind
+        #: Adds TLS (and picks the certificate) at start-up, for --rtmps.
+        self.tls = tls
         self.port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
         """Bind now, so errors surface before the reactor runs."""
         super().privilegedStartService()
         result: list[object] = []
+        description, factory = self.description, self.factory
         try:
-            endpoint = serverFromString(self.reactor, self.description)
+            if self.tls is not None:
+                description, factory = self.tls(description, factory)
+            endpoint = serverFromString(self.reactor, description)
+        except TLSConfigError as error:
+            raise SystemExit(f"flashstream: {self.option} {self.description}: {error}") from None
         except (ValueError, KeyError, TypeError) as error:
             raise SystemExit(
                 f"flashstream: bad endpoint {self.description!r} for {self.option}: {error}"
             ) from None
-        deferred: Deferred[IListeningPort] = endpoint.listen(self.factory)
+        deferred: Deferred[IListeningPort] = endpoint.listen(factory)
         deferred.addBoth(result.append)
         if not result:
             raise SystemExit(f"flashstream: {self.option} {self.description} did not bind at once")
@@ -153,25 +183,6 @@ class ListenerService(Service):
             port, self.port = self.port, None
             return cast("Deferred[None] | None", port.stopListening())
         return None
-
-
-class NotYetService(Service):
-    """Says at start-up that a configured listener is not served yet."""
-
-    _log = Logger()
-
-    def __init__(self, option: str, endpoints: tuple[str, ...]) -> None:
-        self.option = option
-        self.endpoints = endpoints
-
-    def startService(self) -> None:
-        """Log the warning once."""
-        super().startService()
-        self._log.warn(
-            "{option} {endpoints} is not served yet by this version of flashstream",
-            option=self.option,
-            endpoints=", ".join(self.endpoints),
-        )
 
 
 class MonitoringService(Service):
@@ -241,6 +252,7 @@ class FlashstreamService(MultiService):
         web_root: WebRoot,
         recordings: Recordings | None = None,
         hosts: dict[str, ApplicationHost] | None = None,
+        gateway: RTMPTGateway | None = None,
     ) -> None:
         super().__init__()
         self.hub = hub
@@ -249,6 +261,7 @@ class FlashstreamService(MultiService):
         self.recordings = recordings
         #: Every application, as the host running its checks, plugin and shared objects.
         self.hosts = hosts or {}
+        self.gateway = gateway
 
     def startService(self) -> None:
         """Start the listeners and hand each plugin its API."""
@@ -264,8 +277,37 @@ class FlashstreamService(MultiService):
         return cast("Deferred[None]", super().stopService())
 
 
+def tls_wrapper(config: TLSConfig, reloader: CertificateReloader, reactor: Any) -> TLSWrapper:
+    """
+    What an --rtmps listener does at start-up: certificate files from its
+    endpoint string, else from ``[tls]``, else the development certificate;
+    then Twisted's TLS around the listener's factory.
+    """
+
+    def wrap(description: str, factory: IProtocolFactory) -> tuple[str, IProtocolFactory]:
+        socket, files = split_tls_endpoint(description)
+        if files is None and config.private_key is not None:
+            files = CertificateFiles(
+                config.private_key, config.certificate or config.private_key, config.chain
+            )
+        if files is None:
+            files = ensure_dev_certificate(config.state_dir)
+        files = attrs.evolve(files, max_version=config.max_version)
+        creator = ReloadableTLS(files, description)
+        reloader.creators.append(creator)
+        return socket, TLSMemoryBIOFactory(creator, False, factory, clock=reactor)
+
+    return wrap
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
-    """Build the hub, the applications and one service per listener."""
+    """
+    Build the hub, the applications and one service per listener.
+
+    With no ``reactor`` (twistd), SIGHUP reloads the TLS certificates; tests
+    pass a memory reactor and the process's signal handlers stay untouched.
+    """
+    install_signals = reactor is None
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -316,16 +358,24 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     )
     web_root = WebRoot()
     web_root.mount("vod", MediaDownload(config.media_root).app.resource())
-    site = Site(web_root)
-    site.noisy = False
-    parent = FlashstreamService(hub, factory, web_root, recordings, hosts)
+    gateway = RTMPTGateway(factory, cast(IReactorTime, reactor), config.rtmpt)
+    gateway.mount_on(web_root)
+    site = make_site(web_root, reactor, config.rtmpt.max_request_body)
+    plain = SniffingFactory(factory, site, reactor, tls=False, timeout=config.sniff_timeout)
+    secure = SniffingFactory(factory, site, reactor, tls=True, timeout=config.sniff_timeout)
+    parent = FlashstreamService(hub, factory, web_root, recordings, hosts, gateway)
+    reloader = CertificateReloader(reactor, install_signal=install_signals)
     mount_monitoring(config, hub, factory, web_root, cast(IReactorTime, reactor)).setServiceParent(
         parent
     )
     for description in config.rtmp:
-        ListenerService(reactor, description, factory, "--rtmp", "rtmp").setServiceParent(parent)
+        ListenerService(reactor, description, plain, "--rtmp", "rtmp").setServiceParent(parent)
     for description in config.http:
         ListenerService(reactor, description, site, "--http", "http").setServiceParent(parent)
-    if config.rtmps:
-        NotYetService("--rtmps", config.rtmps).setServiceParent(parent)
+    wrap = tls_wrapper(config.tls, reloader, reactor)
+    for description in config.rtmps:
+        ListenerService(reactor, description, secure, "--rtmps", "rtmps", wrap).setServiceParent(
+            parent
+        )
+    reloader.setServiceParent(parent)
     return parent

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Debian packages ffmpeg, rtmpdump, curl,
-# chromium and chromium-driver, the Python test extras in ./.venv) and run the
-# whole suite: unit tests, lint, type checks and interop tests with real clients.
+# squid, chromium and chromium-driver, the Python test extras in ./.venv) and run
+# the whole suite: unit tests, lint, type checks and interop tests with real clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/sbin"  # squid lives in /usr/sbin
 
 need=()
-for tool in ffmpeg ffprobe rtmpdump curl chromium chromedriver; do
+for tool in ffmpeg ffprobe rtmpdump curl squid chromium chromedriver; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg rtmpdump curl chromium chromium-driver >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg rtmpdump curl squid chromium chromium-driver >/dev/null
 fi
 
 python3 -m venv .venv

@@ -132,6 +132,11 @@ class FlashstreamServer:
         with self._cond:
             return len(self.lines)
 
+    def port_of(self, kind: str, timeout: float = 20.0) -> int:
+        """The port of the ``kind`` listener (rtmp, rtmps, http), from its log line."""
+        match = self.wait_for(rf"flashstream {kind} listening on [\d.]+:(\d+)", timeout)
+        return int(match.group(1))
+
     def url(self, app: str, name: str = "") -> str:
         """An rtmp:// URL on this server."""
         return f"rtmp://127.0.0.1:{self.port}/{app}" + (f"/{name}" if name else "")

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from flashstream.config import ApplicationConfig, Config, ConfigError, load_config, parse_config
+from flashstream.config import (
+    ApplicationConfig,
+    Config,
+    ConfigError,
+    TLSConfig,
+    load_config,
+    parse_config,
+)
 from flashstream.rtmp.limits import Limits
+from flashstream.rtmp.tunnel import TunnelLimits
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -88,6 +96,14 @@ kind = "vod"
         ("[media]\nroot = 3", "media.root must be a path"),
         ("listeners = 3", "listeners must be a table"),
         ("[[broken", "is not valid TOML"),
+        ("[tls]\ncertificate = 'c.pem'", "need tls.private_key"),
+        ("[tls]\nkey = 'k.pem'", "tls: unknown keys"),
+        ("[tls]\nstate_dir = 3", "tls.state_dir must be a path"),
+        ("[tls]\nmax_version = '1.1'", "tls.max_version must be"),
+        ("[rtmpt]\nmax_sessions = 0", "rtmpt.max_sessions must be a positive"),
+        ("[rtmpt]\nsessions = 3", "rtmpt.sessions is not a known limit"),
+        ("[listeners]\nsniff_timeout = 'x'", "sniff_timeout must be a number"),
+        ("[listeners]\nsniff_timeout = 0", "sniff_timeout must be positive"),
     ],
 )
 def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
@@ -105,3 +121,31 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_parse_config_is_pure() -> None:
     """parse_config works on a dict (what tomllib gives) with no file at all."""
     assert parse_config({}) == Config(media_root=Path("media"))
+
+
+def test_tls_rtmpt_and_sniff_settings(tmp_path: Path) -> None:
+    """[tls] paths are relative to the file; [rtmpt] limits and sniff_timeout are read."""
+    path = write(
+        tmp_path,
+        """
+[listeners]
+sniff_timeout = 3
+
+[tls]
+state_dir = "var"
+private_key = "key.pem"
+certificate = "cert.pem"
+chain = "chain.pem"
+
+[rtmpt]
+max_sessions = 20
+session_timeout = 12.5
+""",
+    )
+    config = load_config(path)
+    assert config.sniff_timeout == 3.0
+    assert config.tls == TLSConfig(
+        tmp_path / "var", tmp_path / "key.pem", tmp_path / "cert.pem", tmp_path / "chain.pem"
+    )
+    assert config.rtmpt == TunnelLimits(max_sessions=20, session_timeout=12.5)
+    assert Config().tls.state_dir == Path("state")

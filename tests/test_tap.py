@@ -11,12 +11,14 @@ from pathlib import Path
 
 from twisted.application.service import IService
 from twisted.internet.testing import MemoryReactorClock
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from flashstream.appapi import ApplicationHost
 from flashstream.applications import LiveApplication, VodApplication
-from flashstream.tap import FlashstreamService, ListenerService, NotYetService, Options, makeService
+from flashstream.sniff import SniffingFactory
+from flashstream.tap import FlashstreamService, ListenerService, Options, makeService
 
 
 def temp_file(case: SynchronousTestCase) -> Path:
@@ -74,14 +76,19 @@ class MakeServiceTests(SynchronousTestCase):
     def test_one_hub_and_listeners(self) -> None:
         """Each --rtmp endpoint gets a listener sharing one factory and hub."""
         reactor = MemoryReactorClock()
-        service = makeService(parse("--rtmp", "tcp:1935", "--rtmp", "tcp:1936"), reactor)
+        service = makeService(
+            parse("--rtmp", "tcp:1935", "--rtmp", "tcp:1936", "--rtmps", "none"), reactor
+        )
         self.assertTrue(IService.providedBy(service))
         assert isinstance(service, FlashstreamService)
         listeners = [
             s for s in service if isinstance(s, ListenerService) and s.option == "--rtmp"
         ]
         self.assertEqual([s.description for s in listeners], ["tcp:1935", "tcp:1936"])
-        self.assertEqual({id(s.factory) for s in listeners}, {id(service.rtmp_factory)})
+        self.assertEqual(
+            {id(getattr(s.factory, "rtmp_factory", None)) for s in listeners},
+            {id(service.rtmp_factory)},
+        )
         apps = service.rtmp_factory.applications
         live, vod = apps["live"], apps["vod"]
         assert isinstance(live, ApplicationHost) and isinstance(vod, ApplicationHost)
@@ -92,15 +99,61 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual([port[0] for port in reactor.tcpServers], [1935, 1936, 80])
         service.stopService()
 
-    def test_http_listener_and_not_yet_served_rtmps(self) -> None:
-        """--http gets a listener serving the web root; --rtmps is reported as not served yet."""
+    def test_http_listener_serves_web_root_with_rtmpt(self) -> None:
+        """--http gets a listener serving the web root, with the RTMPT segments mounted."""
         service = makeService(parse("--http", "tcp:8080"), MemoryReactorClock())
         assert isinstance(service, FlashstreamService)
         http = [s for s in service if isinstance(s, ListenerService) and s.option == "--http"]
         self.assertEqual([s.description for s in http], ["tcp:8080"])
         self.assertIs(getattr(http[0].factory, "resource", None), service.web_root)
-        not_yet = [s for s in service if isinstance(s, NotYetService)]
-        self.assertEqual({s.option for s in not_yet}, {"--rtmps"})
+        for segment in (b"fcs", b"open", b"send", b"idle", b"close"):
+            self.assertIn(segment, service.web_root.children)
+
+    def test_rtmp_port_sniffs_into_rtmp_and_web(self) -> None:
+        """--rtmp sniffs: RTMP goes to the shared factory, HTTP to the web site."""
+        service = makeService(parse("--rtmp", "tcp:1935", "--rtmps", "none"), MemoryReactorClock())
+        assert isinstance(service, FlashstreamService)
+        [rtmp] = [s for s in service if isinstance(s, ListenerService) and s.option == "--rtmp"]
+        [http] = [s for s in service if isinstance(s, ListenerService) and s.option == "--http"]
+        assert isinstance(rtmp.factory, SniffingFactory)
+        self.assertIs(rtmp.factory.rtmp_factory, service.rtmp_factory)
+        self.assertIs(rtmp.factory.http_factory, http.factory)
+        self.assertFalse(rtmp.factory.tls)
+
+    def test_rtmps_with_development_certificate(self) -> None:
+        """--rtmps ssl:PORT without a key: dev certificate under --state-dir, TLS listener."""
+        state = temp_file(self).parent / "state"
+        reactor = MemoryReactorClock()
+        options = parse("--rtmps", "ssl:8443:interface=127.0.0.1", "--state-dir", str(state))
+        service = makeService(options, reactor)
+        service.privilegedStartService()
+        self.assertTrue((state / "tls" / "dev-cert.pem").exists())
+        [(port, factory, _, interface)] = [s for s in reactor.tcpServers if s[0] == 8443]
+        self.assertEqual(interface, "127.0.0.1")
+        self.assertIsInstance(factory, TLSMemoryBIOFactory)
+        assert isinstance(factory, TLSMemoryBIOFactory)
+        assert isinstance(factory.wrappedFactory, SniffingFactory)
+        self.assertTrue(factory.wrappedFactory.tls)
+        service.stopService()
+
+    def test_rtmps_certificate_from_config(self) -> None:
+        """[tls] private_key/certificate are used; a missing file ends start-up naming it."""
+        path = temp_file(self)
+        path.write_text('[tls]\nprivate_key = "nokey.pem"\n')
+        service = makeService(
+            parse("--config", str(path), "--rtmps", "ssl:8443"), MemoryReactorClock()
+        )
+        with self.assertRaises(SystemExit) as raised:
+            service.privilegedStartService()
+        self.assertIn("nokey.pem", str(raised.exception))
+        self.assertIn("--rtmps", str(raised.exception))
+
+    def test_rtmps_bad_tls_option(self) -> None:
+        """An unsupported key in an ssl: string ends start-up with one line."""
+        service = makeService(parse("--rtmps", "ssl:1:method=x"), MemoryReactorClock())
+        with self.assertRaises(SystemExit) as raised:
+            service.privilegedStartService()
+        self.assertIn("'method' is not supported", str(raised.exception))
 
     def test_bad_endpoint_is_one_clear_line(self) -> None:
         """An unparsable endpoint ends start-up with a SystemExit naming the option."""
