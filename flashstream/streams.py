@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import attrs
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from .interfaces import IPlayback, ISubscriber
 from .rtmp import messages as msg
 from .rtmp.connection import ServerConnection
-from .rtmp.messages import Message, MessageType
+from .rtmp.messages import Message
+from .rtmp.playergate import PlayerGate, PlayerState
 from .rtmp.prechunk import share
 
 
@@ -44,10 +46,12 @@ class NetStream:
         #: Where a publisher's ``onMetaData`` goes (set by the application).
         self.metadata_sink: Callable[[Message], None] | None = None
         self._cleanups: list[Callable[[], None]] = []
-        self.receive_audio = True
-        self.receive_video = True
-        self.paused = False
-        self._need_keyframe = True
+        self._receive_audio = True
+        self._receive_video = True
+        self._paused = False
+        #: Decides what of the live stream reaches the player (clean cuts).
+        self.gate = PlayerGate()
+        self._update_state()
         #: Whether the connection's transport is asking us to stop writing
         #: (file playback paces itself on it; live playback does not drop on it).
         self.congested: Callable[[], bool] = lambda: False
@@ -58,7 +62,6 @@ class NetStream:
         #: Payload bytes sent to a player / received from a publisher.
         self.bytes_out = 0
         self.bytes_in = 0
-        self.frames_dropped = 0
         #: Set by an application playing something seekable (a file).
         self.playback: IPlayback | None = None
         #: True for recorded content: play replies start with StreamIsRecorded.
@@ -106,7 +109,7 @@ class NetStream:
     def stream_started(self, publish_notify: bool) -> None:
         """The publisher is present; tell a waiting player."""
         self.ensure_started()
-        self._need_keyframe = True
+        self.gate.cut()
         if publish_notify:
             self.connection.send_control(msg.StreamBegin(self.stream_id))
             self.connection.send_status(
@@ -119,34 +122,74 @@ class NetStream:
             self._flush()
 
     def media(self, message: Message) -> None:
-        """Send one hub message to the player, unless its choices skip it."""
+        """Send one hub message to the player, through its :class:`PlayerGate`.
+
+        A full send backlog blocks video until the next keyframe; audio,
+        data and codec headers still go out.
+        """
         if self.pending_start is not None:
             self.ensure_started()
-        shared = share(message)
-        type_id = shared.type_id
-        if type_id == MessageType.VIDEO:
-            if not self.receive_video:
-                return
-            if not shared.sequence_header:
-                if self._need_keyframe and not shared.keyframe:
-                    self._drop()
-                    return
-                if self.backlog_full():
-                    self._drop()  # skip to the next keyframe
-                    return
-                self._need_keyframe = False
-        elif type_id == MessageType.AUDIO and not self.receive_audio:
-            return
-        if self.paused:
-            return
-        self.connection.send_shared(self.stream_id, shared)
-        self.messages_out += 1
-        self.bytes_out += len(shared.payload)
-        self._flush()
+        state = self._blocked if self.backlog_full() else self._state
+        out = self.gate.offer(share(message), state)
+        for sent in out:
+            self.connection.send_shared(self.stream_id, share(sent))
+        if out:
+            self.messages_out += len(out)
+            self.bytes_out += sum(len(sent.payload) for sent in out)
+            self._flush()
 
-    def _drop(self) -> None:
-        self._need_keyframe = True
-        self.frames_dropped += 1
+    @property
+    def receive_audio(self) -> bool:
+        """The player's receiveAudio choice."""
+        return self._receive_audio
+
+    @receive_audio.setter
+    def receive_audio(self, value: bool) -> None:
+        self._receive_audio = value
+        self._update_state()
+
+    @property
+    def receive_video(self) -> bool:
+        """The player's receiveVideo choice."""
+        return self._receive_video
+
+    @receive_video.setter
+    def receive_video(self, value: bool) -> None:
+        self._receive_video = value
+        self._update_state()
+
+    @property
+    def paused(self) -> bool:
+        """Whether the player paused the live stream."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        self._paused = value
+        self._update_state()
+
+    def _update_state(self) -> None:
+        """Rebuild the player's state after receiveAudio/receiveVideo/pause."""
+        self._state = PlayerState(
+            receive_audio=self._receive_audio,
+            receive_video=self._receive_video,
+            paused=self._paused,
+        )
+        self._blocked = attrs.evolve(self._state, congested=True)
+
+    @property
+    def frames_dropped(self) -> int:
+        """Messages the gate dropped for this player (congestion, full backlog)."""
+        return self.gate.dropped
+
+    def publisher_replaced(self) -> None:
+        """A new publisher took the stream over: a clean cut, no status message.
+
+        The player stays subscribed; video resumes on the new publisher's
+        first keyframe, after its sequence headers and metadata.
+        """
+        self.ensure_started()
+        self.gate.cut()
 
     def stream_ended(self) -> None:
         """The publisher left: StreamEOF and Play.UnpublishNotify."""
@@ -168,7 +211,7 @@ class NetStream:
     def resume(self) -> None:
         """Send media again from the live edge, video from the next keyframe."""
         self.paused = False
-        self._need_keyframe = True
+        self.gate.cut()
 
     def set_receive(self, kind: str, enabled: bool) -> None:
         """Apply receiveAudio/receiveVideo; video restarts on a keyframe."""
@@ -176,5 +219,5 @@ class NetStream:
             self.receive_audio = enabled
         else:
             if enabled and not self.receive_video:
-                self._need_keyframe = True
+                self.gate.cut()
             self.receive_video = enabled
