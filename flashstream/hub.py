@@ -8,6 +8,11 @@ sequence headers and the current keyframe group (bounded) -- and fans each
 message out to its subscribers.  A player may subscribe before the publisher
 arrives; it is told when the stream starts and when it ends.
 
+Every message a publisher sends goes through the publication's
+:class:`~flashstream.rtmp.timestamps.Timeline` before it is cached or fanned
+out, so players see 64-bit timestamps that never go backwards on any track,
+also across a publisher takeover (:meth:`StreamHub.replace_publisher`).
+
 The hub does no I/O.  A subscriber that raises is logged and dropped so one
 bad callee cannot corrupt the others.
 """
@@ -22,7 +27,8 @@ from twisted.logger import Logger
 from .interfaces import ISubscriber
 from .rtmp import media
 from .rtmp.messages import Message, MessageType
-from .rtmp.prechunk import share
+from .rtmp.prechunk import SharedMessage, share
+from .rtmp.timestamps import Timeline, TimestampPolicy
 
 
 class StreamBusy(Exception):
@@ -37,6 +43,8 @@ class HubLimits:
     gop_max_messages: int = 4096
     #: Most payload bytes kept in the keyframe-group cache.
     gop_max_bytes: int = 32 * 1024 * 1024
+    #: When publishers' timestamps are corrected (per track).
+    timestamps: TimestampPolicy = TimestampPolicy()
 
 
 @attrs.define(eq=False)
@@ -55,6 +63,14 @@ class Publication:
     subscribers: list[ISubscriber] = attrs.Factory(list)
     messages_in: int = 0
     bytes_in: int = 0
+    #: Publishers that took this stream over from another.
+    takeovers: int = 0
+    #: Per-track timestamp correction, kept across publisher takeovers.
+    timeline: Timeline = attrs.field(init=False)
+
+    @timeline.default
+    def _new_timeline(self) -> Timeline:
+        return Timeline(self.limits.timestamps)
 
     def startup_messages(self) -> list[Message]:
         """What a joining player gets first: metadata, headers, keyframe group.
@@ -117,6 +133,8 @@ class StreamHub:
         self._waiting: dict[tuple[str, str], list[ISubscriber]] = {}
         #: Called with every message a publisher feeds (QoS reads codecs and rates).
         self.taps: list[Callable[[Publication, Message], None]] = []
+        #: Publisher takeovers on this hub so far.
+        self.takeovers = 0
 
     def publications(self) -> list[Publication]:
         """Every stream being published now."""
@@ -140,10 +158,16 @@ class StreamHub:
             self._deliver(publication, subscriber, "stream_started", True)
         return publication
 
-    def unpublish(self, publication: Publication) -> None:
-        """End a publication; its subscribers wait for the next publisher."""
+    def unpublish(self, publication: Publication, publisher: object | None = None) -> None:
+        """End a publication; its subscribers wait for the next publisher.
+
+        With ``publisher``, only if that is still the publication's publisher
+        (a replaced publisher's late cleanup changes nothing).
+        """
         key = (publication.app, publication.name)
         if self._publications.get(key) is not publication:
+            return
+        if publisher is not None and publication.publisher is not publisher:
             return
         del self._publications[key]
         self._log.info(
@@ -156,6 +180,34 @@ class StreamHub:
         for subscriber in subscribers:
             if self._deliver(publication, subscriber, "stream_ended"):
                 self._waiting.setdefault(key, []).append(subscriber)
+
+    def replace_publisher(self, publication: Publication, publisher: object) -> None:
+        """A new publisher takes ``publication`` over; its subscribers stay.
+
+        The late-joiner cache is emptied (the new publisher sends its own
+        metadata and headers), the timeline continues each track after the
+        old publisher's last timestamp, and every subscriber gets
+        ``publisher_replaced`` (a clean cut: video resumes on a keyframe).
+        """
+        old = publication.publisher
+        publication.publisher = publisher
+        publication.takeovers += 1
+        self.takeovers += 1
+        publication.timeline.new_source()
+        publication.metadata = publication.video_header = publication.audio_header = None
+        publication._clear_gop()
+        self._log.info(
+            "Publisher of {app}/{name} replaced ({old!r} by {new!r}); "
+            "{count} players continue (takeover {takeovers})",
+            app=publication.app,
+            name=publication.name,
+            old=old,
+            new=publisher,
+            count=len(publication.subscribers),
+            takeovers=publication.takeovers,
+        )
+        for subscriber in list(publication.subscribers):
+            self._deliver(publication, subscriber, "publisher_replaced")
 
     def subscribe(self, app: str, name: str, subscriber: ISubscriber) -> bool:
         """Subscribe to ``app/name``; return True if it is live now.
@@ -187,17 +239,26 @@ class StreamHub:
 
     def set_metadata(self, publication: Publication, message: Message) -> None:
         """Replace the stream's ``onMetaData`` (kept for late joiners) and fan it out."""
+        message = self._restamp(publication, message)
         publication.metadata = message
-        self.feed(publication, message)
+        self._fan_out(publication, message)
 
     def feed(self, publication: Publication, message: Message) -> None:
         """Take one message from the publisher and fan it out.
 
-        The message is wrapped once (:func:`~flashstream.rtmp.prechunk.share`)
-        so every subscriber, and the keyframe-group cache, shares its chunk
-        bytes.
+        Its timestamp goes through the publication's timeline, then it is
+        wrapped once (:func:`~flashstream.rtmp.prechunk.share`) so every
+        subscriber, and the keyframe-group cache, shares its chunk bytes.
         """
-        message = share(message)
+        self._fan_out(publication, self._restamp(publication, message))
+
+    def _restamp(self, publication: Publication, message: Message) -> SharedMessage:
+        stamp = publication.timeline.stamp(message.type_id, message.timestamp)
+        if stamp != message.timestamp:
+            message = attrs.evolve(message, timestamp=stamp)
+        return share(message)
+
+    def _fan_out(self, publication: Publication, message: Message) -> None:
         publication.messages_in += 1
         publication.bytes_in += len(message.payload)
         publication._remember(message)

@@ -31,7 +31,20 @@ class ISubscriber(Interface):
         """
 
     def media(message: Message) -> None:
-        """An audio (8), video (9) or data (18) message, publisher timestamps."""
+        """An audio (8), video (9) or data (18) message.
+
+        Timestamps are the publisher's, corrected by the hub: unwrapped to 64
+        bits (take them modulo 2**32 to write RTMP or FLV) and never going
+        backwards on a track, also across a publisher takeover.
+        """
+
+    def publisher_replaced() -> None:
+        """Another publisher took the stream over (takeover); stay subscribed.
+
+        The new publisher's metadata, sequence headers and frames follow, with
+        timestamps continuing the old publisher's.  A player restarts video
+        on the next keyframe; a recorder may simply carry on.
+        """
 
     def stream_ended() -> None:
         """The publisher went away; the subscriber stays subscribed."""

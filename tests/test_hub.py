@@ -57,6 +57,10 @@ class Recorder:
         """Record the end."""
         self.calls.append(("ended", None))
 
+    def publisher_replaced(self) -> None:
+        """Record a takeover."""
+        self.calls.append(("replaced", None))
+
     def messages(self) -> list[Message]:
         """Just the media messages."""
         return [m for kind, m in self.calls if kind == "media" and isinstance(m, Message)]
@@ -219,3 +223,46 @@ class FailingSubscriberTests(SynchronousTestCase):
         self.assertEqual(len(failures), 1)
         self.assertEqual(failures[0]["name"], "a")
         self.flushLoggedErrors(RuntimeError)
+
+
+def test_replace_publisher_keeps_players_and_continues_time() -> None:
+    """
+    A takeover keeps the subscribers (told ``publisher_replaced``, never
+    ``stream_ended``), empties the late-joiner cache, counts itself, and the
+    new publisher's timestamps (starting again at 0) continue after the old
+    publisher's on each track.
+    """
+    hub = StreamHub()
+    old, new = object(), object()
+    publication = hub.publish("live", "a", old)
+    player = Recorder()
+    hub.subscribe("live", "a", player)
+    for message in (META, AAC_HEADER, AVC_HEADER, key(1000), audio(1010), inter(1040)):
+        hub.feed(publication, message)
+    hub.replace_publisher(publication, new)
+    assert publication.publisher is new
+    assert (publication.takeovers, hub.takeovers) == (1, 1)
+    assert publication.startup_messages() == []
+    hub.unpublish(publication, old)  # the old publisher's late cleanup: ignored
+    assert hub.get("live", "a") is publication
+    for message in (AVC_HEADER, key(0), audio(10), inter(40)):
+        hub.feed(publication, message)
+    assert ("ended", None) not in player.calls
+    kinds = [kind for kind, _ in player.calls]
+    assert kinds.index("replaced") == 7
+    after = player.messages()[6:]
+    assert [m.timestamp for m in after] == [1080, 1080, 1090, 1120]
+    hub.unpublish(publication, new)
+    assert hub.get("live", "a") is None
+
+
+def test_backward_timestamps_reach_players_monotonic() -> None:
+    """A publisher whose video jumps back 10 s: players see video time keep going."""
+    hub = StreamHub()
+    publication = hub.publish("live", "a", object())
+    player = Recorder()
+    hub.subscribe("live", "a", player)
+    for message in (key(10000), inter(10040), inter(10080), key(0), inter(40)):
+        hub.feed(publication, message)
+    assert [m.timestamp for m in player.messages()] == [10000, 10040, 10080, 10120, 10160]
+    assert publication.timeline.counts.rebased == 1

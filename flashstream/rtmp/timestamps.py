@@ -66,9 +66,10 @@ class TimestampPolicy:
     #: A backward step (ms) up to this is held at the previous time; a larger
     #: one is a discontinuity and the track is rebased.
     max_backstep: int = 500
-    #: Largest step (ms) used to continue a track after a discontinuity or a
-    #: new source (the track's last normal step, capped by this).
-    max_filler_step: int = 1000
+    #: Largest step (ms) used to continue a track after a discontinuity (the
+    #: track's last normal step, capped by this) or after a new source (the
+    #: smallest last step of the tracks, capped by this).
+    max_filler_step: int = 200
 
 
 @attrs.define
@@ -171,8 +172,9 @@ class Timeline:
         if self._source_pending:
             self._source_pending = False
             ends = [c.last_out for c in self.tracks.values() if c.last_out is not None]
-            steps = [min(c.last_step, self.policy.max_filler_step) for c in self.tracks.values()]
-            base = max(ends) + max(1, *steps) if ends else 0
+            steps = [c.last_step for c in self.tracks.values() if c.last_step > 0]
+            gap = max(1, min([self.policy.max_filler_step, *steps]))
+            base = max(ends) + gap if ends else 0
             self._source_first = raw
             self._source_offset = base - raw
             for clock in self.tracks.values():

@@ -233,4 +233,4 @@ def test_new_source_whose_tracks_start_apart() -> None:
     run(timeline, [(VIDEO, 5000), (AUDIO, 5000), (VIDEO, 5040), (AUDIO, 5020)])
     timeline.new_source()
     out = run(timeline, [(AUDIO, 100), (VIDEO, 130), (AUDIO, 120), (VIDEO, 170)])
-    assert out == [(AUDIO, 5080), (VIDEO, 5110), (AUDIO, 5100), (VIDEO, 5150)]
+    assert out == [(AUDIO, 5060), (VIDEO, 5090), (AUDIO, 5080), (VIDEO, 5130)]
