@@ -14,16 +14,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.plugin import IPlugin, getPlugins
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .config import ApplicationConfig
-from .hub import StreamBusy, StreamHub
+from .hub import Publication, StreamBusy, StreamHub
 from .interfaces import IStreamApplication
 from .rtmp.messages import Message
 from .streams import NetStream
+from .takeover import (
+    Decision,
+    PublisherSession,
+    TakeoverRefused,
+    TakeoverWaits,
+    WaitOutcome,
+    decide,
+    silent_for,
+)
 from .vod.source import MediaError, MediaSource, SourceCache
 
 if TYPE_CHECKING:
@@ -41,46 +52,197 @@ class Rejected(Exception):
         return f"{self.code}: {self.description}"
 
 
+@attrs.define(eq=False)
+class _Publishing:
+    """Who publishes a name of a live application, on which NetStream."""
+
+    client: object
+    stream: NetStream
+
+
 @implementer(IStreamApplication)
 class LiveApplication:
-    """Publish and play live streams by name."""
+    """Publish and play live streams by name, with publisher takeover."""
 
     _log = Logger()
 
     def __init__(
-        self, config: ApplicationConfig, hub: StreamHub, recordings: Recordings | None = None
+        self,
+        config: ApplicationConfig,
+        hub: StreamHub,
+        recordings: Recordings | None = None,
+        *,
+        reactor: IReactorTime | None = None,
     ) -> None:
         self.name = config.name
         self.config = config
         self.hub = hub
         self.recordings = recordings
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            reactor = cast(IReactorTime, global_reactor)
+        self.reactor = reactor
+        self.waits = TakeoverWaits(reactor)
+        self._publishing: dict[str, _Publishing] = {}
+        #: Players of this application right now (for ``max_players``).
+        self.players = 0
+
+    def reconfigure(self, config: ApplicationConfig) -> None:
+        """Apply a changed configuration (same name and kind); clients stay."""
+        self.config = config
 
     def connect(self, client: object) -> None:
         """Everyone may connect."""
 
-    def publish(self, client: object, stream: NetStream, name: str, publish_type: str) -> None:
-        """Publish ``name`` through the hub; a name in use is a BadName."""
+    def publish(
+        self, client: object, stream: NetStream, name: str, publish_type: str
+    ) -> Deferred[None] | None:
+        """Publish ``name`` through the hub, taking it over if so configured.
+
+        A name in use is a BadName with ``takeover = "never"``; with
+        ``"idle"`` the answer may come later (the returned Deferred).
+        """
         if not name:
             raise Rejected("NetStream.Publish.BadName", "An empty stream name cannot be published.")
         record = self.config.record
         wants = publish_type in ("record", "append")
         if wants and record == "off":
             raise Rejected("NetStream.Publish.Denied", f"{self.name} does not record streams.")
-        recorder = None
         if (wants or record == "all") and self.recordings is not None:
             if self.recordings.path_for(self.name, name) is None:
                 raise Rejected("NetStream.Publish.BadName", f"{name} cannot be recorded.")
+        publication = self.hub.get(self.name, name)
+        if publication is None:
+            self._start(client, stream, name, publish_type)
+            return None
+        busy = Rejected("NetStream.Publish.BadName", f"{name} is already being published.")
+        mode, idle = self.config.takeover, self.config.takeover_idle
+        current = publication.publisher
+        decision = decide(mode, silent_for(current), idle)
+        if decision is not Decision.REFUSE and not isinstance(current, PublisherSession):
+            decision = Decision.REFUSE  # cannot tell whether it is alive, nor evict it
+        if decision is Decision.REFUSE:
+            raise busy
+        if decision is Decision.REPLACE:
+            self._take_over(publication, client, stream, name, publish_type, why=mode)
+            return None
+        if self.waits.waiting(name):
+            raise Rejected(
+                "NetStream.Publish.BadName", f"Another publisher already waits for {name}."
+            )
+        self._log.info(
+            "Publisher {new!r} waits up to {idle}s for {app}/{name} "
+            "(current one silent {silent:.1f}s)",
+            new=client,
+            idle=idle,
+            app=self.name,
+            name=name,
+            silent=silent_for(current),
+        )
+        waited = self.waits.wait(name, lambda: silent_for(self._current(name)), idle)
+
+        def go_ahead(outcome: WaitOutcome) -> None:
+            still_wanted = getattr(client, "still_wanted", None)
+            if still_wanted is not None and not still_wanted(stream.stream_id):
+                return  # the adapter stopped waiting for this answer (timeout)
+            publication = self.hub.get(self.name, name)
+            if publication is None:
+                self._start(client, stream, name, publish_type)
+            else:
+                self._take_over(
+                    publication, client, stream, name, publish_type, why=f"idle {idle}s"
+                )
+
+        def refused(failure: Failure) -> None:
+            if failure.check(CancelledError):
+                return  # the waiting publisher left; nobody listens any more
+            failure.trap(TakeoverRefused)
+            self._log.info(
+                "Publisher {new!r} refused for {app}/{name}: the current one kept sending",
+                new=client,
+                app=self.name,
+                name=name,
+            )
+            raise busy
+
+        # The waiting publisher leaves (stream closed, connection lost): forget it.
+        stream.add_cleanup(waited.cancel)
+        return waited.addCallbacks(go_ahead, refused)
+
+    def _current(self, name: str) -> object:
+        publication = self.hub.get(self.name, name)
+        return publication.publisher if publication is not None else None
+
+    def _start(self, client: object, stream: NetStream, name: str, publish_type: str) -> None:
         try:
             publication = self.hub.publish(self.name, name, client)
         except StreamBusy:
             raise Rejected(
                 "NetStream.Publish.BadName", f"{name} is already being published."
             ) from None
+        self._attach(publication, client, stream, name, publish_type, append=False)
 
-        stream.add_cleanup(lambda: self.hub.unpublish(publication))
+    def _take_over(
+        self,
+        publication: Publication,
+        client: object,
+        stream: NetStream,
+        name: str,
+        publish_type: str,
+        why: str,
+    ) -> None:
+        old = self._publishing.get(name)
+        self.hub.replace_publisher(publication, client)
+        self._log.warn(
+            "Takeover of {app}/{name} ({why}): {old!r} replaced by {new!r}",
+            app=self.name,
+            name=name,
+            why=why,
+            old=old.client if old else None,
+            new=client,
+        )
+        if old is not None:
+            if isinstance(old.client, PublisherSession):
+                old.client.evict_publisher(
+                    old.stream.stream_id,
+                    name,
+                    "NetStream.Publish.BadName",
+                    f"{name} was taken over by another publisher.",
+                )
+            # Its cleanups now: its recording is finished before the new
+            # publisher's continues the same file.
+            old.stream.close()
+        self._attach(publication, client, stream, name, publish_type, append=True)
+
+    def _attach(
+        self,
+        publication: Publication,
+        client: object,
+        stream: NetStream,
+        name: str,
+        publish_type: str,
+        *,
+        append: bool,
+    ) -> None:
+        """Route ``stream``'s messages into ``publication`` (and a recording)."""
+        entry = _Publishing(client, stream)
+        self._publishing[name] = entry
+
+        def release() -> None:
+            if self._publishing.get(name) is entry:
+                del self._publishing[name]
+            if publication.publisher is client:
+                self.hub.unpublish(publication, client)
+                self.waits.released(name)
+
+        stream.add_cleanup(release)
+        recorder = None
         recordings = self.recordings
-        if (wants or record == "all") and recordings is not None:
-            recorder = recordings.start(self.name, name, append=publish_type == "append")
+        wants = publish_type in ("record", "append")
+        if (wants or self.config.record == "all") and recordings is not None:
+            # After a takeover the recording goes on in the same file.
+            recorder = recordings.start(self.name, name, append=append or publish_type == "append")
             stream.add_cleanup(lambda: recordings.finish(recorder))
             self._log.info(
                 "Recording {app}/{name} into {path}",
@@ -106,8 +268,19 @@ class LiveApplication:
         """Subscribe to ``name``; wait for its publisher if so configured."""
         if self.hub.get(self.name, name) is None and not self.config.wait_for_publisher:
             raise Rejected("NetStream.Play.StreamNotFound", f"{name} is not being published.")
+        limit = self.config.max_players
+        if limit and self.players >= limit:
+            raise Rejected(
+                "NetStream.Play.Failed", f"{self.name} has reached its limit of {limit} players."
+            )
+        self.players += 1
         self.hub.subscribe(self.name, name, stream)
-        stream.add_cleanup(lambda: self.hub.unsubscribe(self.name, name, stream))
+
+        def release() -> None:
+            self.players -= 1
+            self.hub.unsubscribe(self.name, name, stream)
+
+        stream.add_cleanup(release)
 
     def stream_length(self, client: object, name: str) -> float:
         """Live streams have no length."""
@@ -169,6 +342,10 @@ class VodApplication:
         self.reactor = reactor
         #: Indexes of recently played files, shared by all their viewers.
         self.cache = cache if cache is not None else SourceCache()
+
+    def reconfigure(self, config: ApplicationConfig) -> None:
+        """Apply a changed configuration (same name and kind); clients stay."""
+        self.config = config
 
     def connect(self, client: object) -> None:
         """Everyone may connect."""
@@ -237,7 +414,7 @@ def builtin_application(
     """Make the built-in application of ``config.kind``."""
     if config.kind == "vod":
         return VodApplication(config, media_root, reactor=reactor, cache=cache)
-    return LiveApplication(config, hub, recordings)
+    return LiveApplication(config, hub, recordings, reactor=reactor)
 
 
 class IApplicationPlugin(IPlugin):

@@ -25,6 +25,8 @@ APPLICATION_KINDS = ("live", "vod")
 #: record/append), ``all`` (every publish) or ``off`` (none; record/append
 #: publishes are refused).
 RECORD_MODES = ("client", "all", "off")
+#: The values of a live application's ``takeover`` (see flashstream.takeover).
+TAKEOVER_MODES = ("never", "idle", "always")
 
 DEFAULT_RTMP = ("tcp:1935",)
 DEFAULT_RTMPS = ("ssl:443",)
@@ -112,6 +114,14 @@ class ApplicationConfig:
     bandwidth_check: str = "on-request"
     shared_objects: SharedObjectLimits = SharedObjectLimits()
     auth: AuthConfig = AuthConfig()
+    #: For ``live``: what a second publisher of a name gets
+    #: (:mod:`flashstream.takeover`): ``never``, ``idle`` or ``always``.
+    takeover: str = "idle"
+    #: Seconds of silence after which a publisher may be replaced, and the
+    #: longest a new publisher waits for the old one (``takeover = "idle"``).
+    takeover_idle: float = 5.0
+    #: For ``live``: most players at once in this application (0: no limit).
+    max_players: int = 0
 
 
 @attrs.frozen
@@ -278,6 +288,9 @@ _APP_KEYS = {
     "bandwidth_check",
     "shared_objects",
     "auth",
+    "takeover",
+    "takeover_idle",
+    "max_players",
 }
 
 
@@ -344,6 +357,15 @@ def _applications(table: dict[str, Any]) -> tuple[ApplicationConfig, ...]:
                 f"applications.{name}.record must be one of {RECORD_MODES}, not {record!r}"
             )
         where = f"applications.{name}"
+        takeover = spec.get("takeover", "idle")
+        if takeover not in TAKEOVER_MODES:
+            raise ConfigError(f"{where}.takeover must be one of {TAKEOVER_MODES}, not {takeover!r}")
+        idle = spec.get("takeover_idle", 5.0)
+        if isinstance(idle, bool) or not isinstance(idle, (int, float)) or not 0 < idle <= 3600:
+            raise ConfigError(f"{where}.takeover_idle must be seconds in (0, 3600]")
+        players = spec.get("max_players", 0)
+        if isinstance(players, bool) or not isinstance(players, int) or players < 0:
+            raise ConfigError(f"{where}.max_players must be a count (0: no limit)")
         plugin = spec.get("plugin")
         if plugin is not None and (not isinstance(plugin, str) or not plugin):
             raise ConfigError(f"{where}.plugin must be a plugin name")
@@ -363,6 +385,9 @@ def _applications(table: dict[str, Any]) -> tuple[ApplicationConfig, ...]:
                 _table(spec, "shared_objects", where + "."), where + ".shared_objects"
             ),
             auth=_auth(_table(spec, "auth", where + "."), where + ".auth"),
+            takeover=takeover,
+            takeover_idle=float(idle),
+            max_players=players,
         )
     return tuple(apps.values())
 

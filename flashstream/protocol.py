@@ -623,6 +623,16 @@ class RTMPServerProtocol(Protocol):
 
         deferred.addCallbacks(accepted, refused)
 
+    def silent_for(self) -> float:
+        """Seconds since this peer last sent anything (takeover asks)."""
+        return self.factory.reactor.seconds() - self._last_input
+
+    def evict_publisher(self, stream_id: int, name: str, code: str, description: str) -> None:
+        """Another publisher took ``name`` over: tell this one why and disconnect it."""
+        if self.connection is not None and not self._dropped and stream_id in self.streams:
+            self.connection.send_status(stream_id, "error", code, description, details=name)
+        self._drop("{name} taken over by another publisher", name=name, quiet=True)
+
     def _end_publish(self, stream: NetStream) -> None:
         if self.connection is not None and not self._dropped and self.streams.get(stream.stream_id):
             self.connection.end_publish(stream.stream_id, stream.name)

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransportWithDisconnection
@@ -165,6 +166,8 @@ class ProtocolTestCase(SynchronousTestCase):
 
     limits = Limits()
     wait_for_publisher = True
+    takeover = "idle"
+    takeover_idle = 5.0
 
     def setUp(self) -> None:
         """Build the factory on a fresh clock and hub."""
@@ -175,8 +178,17 @@ class ProtocolTestCase(SynchronousTestCase):
         self.addCleanup(shutil.rmtree, self.media_root, True)
         (self.media_root / "exists.flv").write_bytes(b"FLV\x01")
         live = LiveApplication(
-            ApplicationConfig("live", "live", wait_for_publisher=self.wait_for_publisher), self.hub
+            ApplicationConfig(
+                "live",
+                "live",
+                wait_for_publisher=self.wait_for_publisher,
+                takeover=self.takeover,
+                takeover_idle=self.takeover_idle,
+            ),
+            self.hub,
+            reactor=self.clock,
         )
+        self.live = live
         vod = VodApplication(ApplicationConfig("vod", "vod"), self.media_root)
         self.applications: dict[str, IStreamApplication] = {"live": live, "vod": vod}
         self.factory = RTMPServerFactory(
@@ -344,7 +356,11 @@ class LiveTests(ProtocolTestCase):
         self.assertEqual(player.client.status_codes(), ["NetStream.Play.PublishNotify"])
 
     def test_second_publisher_bad_name(self) -> None:
-        """A second publisher of a name in use gets Publish.BadName; the first continues."""
+        """
+        With ``takeover = "never"`` a second publisher of a name in use gets
+        Publish.BadName; the first continues.
+        """
+        self.live.reconfigure(attrs.evolve(self.live.config, takeover="never"))
         first = self.publisher()
         player = self.peer()
         player.play("cam")
