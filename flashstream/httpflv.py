@@ -131,6 +131,10 @@ class HTTPFLVViewer:
     def stream_started(self, publish_notify: bool) -> None:
         """Nothing to announce: the FLV body simply continues."""
 
+    def publisher_replaced(self) -> None:
+        """A takeover: the FLV body continues, video from the new publisher's keyframe."""
+        self._need_keyframe = True
+
     def media(self, message: Message) -> None:
         """Write one message as an FLV tag, unless it must be dropped."""
         if self._closed:

@@ -10,6 +10,7 @@ and never touches the global reactor.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -26,7 +27,7 @@ from twisted.python.failure import Failure
 
 from .api import API
 from .appapi import ApplicationHost, PluginNotFound, build_hosts
-from .applications import builtin_application, load_plugins
+from .applications import LiveApplication, VodApplication, builtin_application, load_plugins
 from .config import ApplicationConfig, Config, ConfigError, TLSConfig, load_config
 from .dashboard import Dashboard, DashboardAssets
 from .download import MediaDownload
@@ -106,6 +107,9 @@ class Options(usage.Options):
         if self["state-dir"]:
             changes["tls"] = attrs.evolve(config.tls, state_dir=Path(self["state-dir"]))
         self["flashstream-config"] = attrs.evolve(config, **changes)
+        #: Kept for reloads: the file is read again and the options re-applied.
+        self["flashstream-config-path"] = Path(self["config"]) if self["config"] else None
+        self["flashstream-overrides"] = changes
 
 
 class ListenerService(Service):
@@ -243,7 +247,9 @@ def mount_monitoring(
 
 
 class FlashstreamService(MultiService):
-    """The whole server: its hub, its RTMP factory and its listeners."""
+    """The whole server: its hub, its RTMP factory, its listeners; reloads on SIGHUP."""
+
+    _log = Logger()
 
     def __init__(
         self,
@@ -253,6 +259,14 @@ class FlashstreamService(MultiService):
         recordings: Recordings | None = None,
         hosts: dict[str, ApplicationHost] | None = None,
         gateway: RTMPTGateway | None = None,
+        *,
+        build_host: Callable[[ApplicationConfig], ApplicationHost] | None = None,
+        certificates: CertificateReloader | None = None,
+        config: Config | None = None,
+        config_path: Path | None = None,
+        overrides: dict[str, Any] | None = None,
+        reactor: Any = None,
+        install_signal: Callable[[int, Any], Any] | None = None,
     ) -> None:
         super().__init__()
         self.hub = hub
@@ -262,19 +276,159 @@ class FlashstreamService(MultiService):
         #: Every application, as the host running its checks, plugin and shared objects.
         self.hosts = hosts or {}
         self.gateway = gateway
+        #: The TLS listeners' certificates, reloaded with the configuration.
+        self.certificates = certificates
+        #: Builds the host of an application a reload adds or rebuilds.
+        self.build_host = build_host
+        self.config = config = config if config is not None else Config()
+        self.config_path = config_path
+        self.overrides = dict(overrides or {})
+        self.reactor = reactor
+        self._install_signal = install_signal
+        self._previous_hup: Any = None
+        self._hup_installed = False
+        #: Names of the applications built from the configuration (not plugins).
+        self.configured = {app.name for app in config.applications}
 
     def startService(self) -> None:
-        """Start the listeners and hand each plugin its API."""
+        """Start the listeners, hand each plugin its API, handle SIGHUP (reload)."""
         super().startService()
         for host in self.hosts.values():
             host.start()
+        hup = getattr(signal, "SIGHUP", None)
+        if hup is None or self.reactor is None or self._install_signal is None:
+            return  # tests: the process's handlers stay untouched
+        try:
+            self._previous_hup = self._install_signal(hup, self._on_sighup)
+        except ValueError as error:  # not the main thread
+            self._log.warn("SIGHUP reload not available: {error}", error=error)
+            return
+        self._hup_installed = True
+
+    def _on_sighup(self, signum: int, frame: object) -> None:
+        # A signal handler may interrupt the reactor anywhere: only queue the work.
+        self.reactor.callFromThread(self.reload)
 
     def stopService(self) -> Deferred[None]:
-        """Tell every client goodbye, finish recordings, then stop the listeners."""
+        """Tell every client goodbye, finish recordings, stop the listeners, restore SIGHUP."""
+        if self._hup_installed and self._install_signal is not None:
+            self._hup_installed = False
+            self._install_signal(signal.SIGHUP, self._previous_hup)
         self.rtmp_factory.shutdown()
         if self.recordings is not None:
             self.recordings.finish_all()
         return cast("Deferred[None]", super().stopService())
+
+    def reload(self) -> bool:
+        """Read the configuration file again and apply it; False if it was refused.
+
+        New applications appear, removed ones disconnect their clients,
+        changed applications take new live settings (takeover, limits,
+        waiting, recording) with their clients connected, and are rebuilt
+        (their clients reconnect) for other changes (kind, plugin, auth,
+        shared objects, bandwidth check); applications that did not change
+        are not touched.  Limits and the chunk size apply to new connections
+        (timeouts at once).  Listeners and media paths need a restart.  An
+        invalid file, or one naming a missing plugin, changes nothing.  The
+        TLS listeners' certificate files are read again in any case.
+        """
+        if self.certificates is not None:
+            self.certificates.reload()
+        path = self.config_path
+        if path is None:
+            self._log.warn("Reload asked, but flashstream was started without --config")
+            return False
+        try:
+            new = attrs.evolve(load_config(path), **self.overrides)
+            self.apply(new)
+        except (ConfigError, PluginNotFound) as error:
+            self._log.error(
+                "Configuration {path} refused, the running one stays: {error}",
+                path=str(path),
+                error=str(error),
+            )
+            return False
+        return True
+
+    def apply(self, new: Config) -> None:
+        """Make ``new`` the running configuration (see :meth:`reload`)."""
+        old = self.config
+        factory = self.rtmp_factory
+        applications = factory.applications
+        old_apps = {a.name: a for a in old.applications}
+        new_apps = {a.name: a for a in new.applications}
+        added = [n for n in new_apps if n not in old_apps]
+        removed = [n for n in old_apps if n not in new_apps]
+        changed = [n for n in new_apps if n in old_apps and new_apps[n] != old_apps[n]]
+        in_place = [n for n in changed if self._live_change(old_apps[n], new_apps[n])]
+        rebuilt = [n for n in changed if n not in in_place]
+        # Build everything first: a missing plugin refuses the whole reload.
+        built = {name: self._build(new_apps[name]) for name in added + rebuilt}
+        for name in removed:
+            if name in self.configured:
+                self._replace(name, None, f"application {name} removed")
+        for name in rebuilt:
+            self._replace(name, built[name], f"application {name} changed")
+        for name in added:
+            self._replace(name, built[name], "")
+        for name in in_place:
+            running = applications.get(name)
+            base = running.base if isinstance(running, ApplicationHost) else running
+            if isinstance(running, ApplicationHost):
+                running.config = new_apps[name]
+            if isinstance(base, (LiveApplication, VodApplication)):
+                base.reconfigure(new_apps[name])
+        factory.limits = new.limits
+        factory.chunk_size = new.chunk_size
+        restart = [
+            key
+            for key in ("rtmp", "rtmps", "http", "media_root", "record_dir")
+            if getattr(new, key) != getattr(old, key)
+        ]
+        if restart:
+            self._log.warn(
+                "Reload: {settings} changed; they apply at the next restart",
+                settings=", ".join(restart),
+            )
+        kept: dict[str, Any] = {key: getattr(old, key) for key in restart}
+        self.config = attrs.evolve(new, **kept)
+        self._log.info(
+            "Configuration reloaded from {path}: added {added}, changed {changed}, "
+            "removed {removed}; limits changed: {limits}",
+            path=str(self.config_path),
+            added=added,
+            changed=changed,
+            removed=removed,
+            limits=new.limits != old.limits or new.chunk_size != old.chunk_size,
+        )
+
+    @staticmethod
+    def _live_change(old: ApplicationConfig, new: ApplicationConfig) -> bool:
+        """Whether only settings a running application can take changed."""
+        keys = ("wait_for_publisher", "record", "takeover", "takeover_idle", "max_players")
+        return attrs.evolve(old, **{key: getattr(new, key) for key in keys}) == new
+
+    def _build(self, spec: ApplicationConfig) -> ApplicationHost:
+        if self.build_host is None:
+            raise ConfigError(f"cannot build application {spec.name} here")
+        return self.build_host(spec)
+
+    def _replace(self, name: str, host: ApplicationHost | None, reason: str) -> None:
+        applications = self.rtmp_factory.applications
+        running = applications.pop(name, None)
+        self.hosts.pop(name, None)
+        if host is not None:
+            applications[name] = host
+            self.hosts[name] = host
+            self.configured.add(name)
+            if self.running:
+                host.start()
+        else:
+            self.configured.discard(name)
+        if running is not None:
+            for protocol in list(self.rtmp_factory.connections):
+                if protocol.app is running:
+                    protocol.goodbye(reason)
 
 
 def tls_wrapper(config: TLSConfig, reloader: CertificateReloader, reactor: Any) -> TLSWrapper:
@@ -304,8 +458,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     """
     Build the hub, the applications and one service per listener.
 
-    With no ``reactor`` (twistd), SIGHUP reloads the TLS certificates; tests
-    pass a memory reactor and the process's signal handlers stay untouched.
+    With no ``reactor`` (twistd), SIGHUP reloads the configuration file and
+    the TLS certificates (:meth:`FlashstreamService.reload`); tests pass a
+    memory reactor and the process's signal handlers stay untouched.
     """
     install_signals = reactor is None
     if reactor is None:
@@ -316,17 +471,19 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     hub = StreamHub()
     recordings = Recordings(config.recordings)
     cache = SourceCache()
-    http = None
-    if any(app.auth.enabled for app in config.applications):
-        from treq.client import HTTPClient
-        from twisted.web.client import Agent
+    http: Any = None
 
-        http = HTTPClient(Agent(reactor))
-    try:
-        hosts = build_hosts(
-            config.applications,
-            lambda app: builtin_application(
-                app,
+    def build_host(app: ApplicationConfig) -> ApplicationHost:
+        nonlocal http
+        if http is None and app.auth.enabled:
+            from treq.client import HTTPClient
+            from twisted.web.client import Agent
+
+            http = HTTPClient(Agent(reactor))
+        (host,) = build_hosts(
+            [app],
+            lambda spec: builtin_application(
+                spec,
                 hub,
                 config.media_root,
                 reactor=cast(IReactorTime, reactor),
@@ -337,7 +494,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             cast(IReactorTime, reactor),
             config.shared_objects_dir,
             http,
-        )
+        ).values()
+        return host
+
+    try:
+        hosts = {app.name: build_host(app) for app in config.applications}
     except PluginNotFound as error:
         raise SystemExit(f"flashstream: {error}") from None
     for plugin_app in load_plugins(hub, config.media_root):
@@ -363,8 +524,24 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     site = make_site(web_root, reactor, config.rtmpt.max_request_body)
     plain = SniffingFactory(factory, site, reactor, tls=False, timeout=config.sniff_timeout)
     secure = SniffingFactory(factory, site, reactor, tls=True, timeout=config.sniff_timeout)
-    parent = FlashstreamService(hub, factory, web_root, recordings, hosts, gateway)
-    reloader = CertificateReloader(reactor, install_signal=install_signals)
+    # One SIGHUP handler (FlashstreamService) reloads the configuration and
+    # the certificates together.
+    reloader = CertificateReloader(reactor, install_signal=False)
+    parent = FlashstreamService(
+        hub,
+        factory,
+        web_root,
+        recordings,
+        hosts,
+        gateway,
+        build_host=build_host,
+        certificates=reloader,
+        config=config,
+        config_path=options.get("flashstream-config-path"),
+        overrides=options.get("flashstream-overrides"),
+        reactor=reactor,
+        install_signal=signal.signal if install_signals else None,
+    )
     mount_monitoring(config, hub, factory, web_root, cast(IReactorTime, reactor)).setServiceParent(
         parent
     )

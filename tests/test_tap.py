@@ -1,3 +1,5 @@
+# trial's assertion methods and StringTransport are not annotated:
+# mypy: disable-error-code="no-untyped-call"
 """
 The twistd wiring: options, the config file under them, and the services
 ``makeService`` builds (one shared hub, one listener per endpoint).
@@ -6,11 +8,14 @@ The twistd wiring: options, the config file under them, and the services
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from twisted.application.service import IService
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
@@ -19,6 +24,7 @@ from flashstream.appapi import ApplicationHost
 from flashstream.applications import LiveApplication, VodApplication
 from flashstream.sniff import SniffingFactory
 from flashstream.tap import FlashstreamService, ListenerService, Options, makeService
+from tests.test_protocol import Peer
 
 
 def temp_file(case: SynchronousTestCase) -> Path:
@@ -81,9 +87,7 @@ class MakeServiceTests(SynchronousTestCase):
         )
         self.assertTrue(IService.providedBy(service))
         assert isinstance(service, FlashstreamService)
-        listeners = [
-            s for s in service if isinstance(s, ListenerService) and s.option == "--rtmp"
-        ]
+        listeners = [s for s in service if isinstance(s, ListenerService) and s.option == "--rtmp"]
         self.assertEqual([s.description for s in listeners], ["tcp:1935", "tcp:1936"])
         self.assertEqual(
             {id(getattr(s.factory, "rtmp_factory", None)) for s in listeners},
@@ -162,3 +166,174 @@ class MakeServiceTests(SynchronousTestCase):
             service.privilegedStartService()
         self.assertIn("--rtmp", str(raised.exception))
         self.assertIn("bogus:1", str(raised.exception))
+
+
+class ThreadedMemoryReactor(MemoryReactorClock):
+    """A memory reactor that records callFromThread calls (what a signal handler does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.from_thread: list[tuple[Callable[..., object], tuple[object, ...]]] = []
+
+    def callFromThread(self, f: Callable[..., object], *args: object) -> None:
+        """Queue the call; the test runs it."""
+        self.from_thread.append((f, args))
+
+    def run_from_thread(self) -> None:
+        """Run what signal handlers queued."""
+        calls, self.from_thread = self.from_thread, []
+        for f, args in calls:
+            f(*args)
+
+
+CONFIG = """
+[applications.studio]
+kind = "live"
+[applications.news]
+kind = "live"
+max_players = 10
+"""
+
+RELOADED = """
+[applications.studio]
+kind = "live"
+[applications.news]
+kind = "live"
+max_players = 1
+takeover = "always"
+[applications.sports]
+kind = "live"
+[limits]
+idle_timeout = 30.0
+"""
+
+
+class ReloadTests(SynchronousTestCase):
+    """SIGHUP and FlashstreamService.reload on a memory reactor with a fake signal module."""
+
+    def setUp(self) -> None:
+        """A service from a config file, started, with its SIGHUP handler captured."""
+        self.path = temp_file(self)
+        self.path.write_text(CONFIG)
+        self.reactor = ThreadedMemoryReactor()
+        self.handlers: dict[int, object] = {}
+
+        def install(signum: int, handler: object) -> object:
+            previous = self.handlers.get(signum, "default")
+            self.handlers[signum] = handler
+            return previous
+
+        options = parse("--config", str(self.path), "--rtmp", "tcp:1935", "--http", "none")
+        service = makeService(options, self.reactor)
+        assert isinstance(service, FlashstreamService)
+        service._install_signal = install
+        self.service = service
+        service.startService()
+        self.addCleanup(self.stop)
+        self.log = EventLoggingObserver.createWithCleanup(
+            self,  # type: ignore[arg-type]
+            globalLogPublisher,
+        )
+
+    def stop(self) -> None:
+        """Stop the service if the test did not."""
+        if self.service.running:
+            self.service.stopService()
+
+    def sighup(self) -> None:
+        """Deliver SIGHUP the way the kernel would, then let the reactor run the reload."""
+        handler = self.handlers[signal.SIGHUP]
+        assert callable(handler)
+        handler(signal.SIGHUP, None)
+        self.assertEqual(len(self.reactor.from_thread), 1, "the handler only queues the reload")
+        self.reactor.run_from_thread()
+
+    def player(self, app: str) -> Peer:
+        """A player connected to ``app`` and playing ``cam``."""
+        peer = Peer(
+            self.service.rtmp_factory, port=50000 + len(self.service.rtmp_factory.connections)
+        )
+        peer.play("cam", app)
+        return peer
+
+    def test_reload_adds_changes_and_keeps_others_connected(self) -> None:
+        """
+        SIGHUP re-reads the file: ``sports`` appears, ``news`` takes its new
+        limit and takeover mode (its player stays), ``studio`` is untouched
+        (same object, its player still connected), new limits apply.
+        """
+        apps = self.service.rtmp_factory.applications
+        studio, news = apps["studio"], apps["news"]
+        studio_player, news_player = self.player("studio"), self.player("news")
+        self.path.write_text(RELOADED)
+        self.sighup()
+        self.assertIs(apps["studio"], studio)
+        self.assertIs(apps["news"], news)
+        assert isinstance(news, ApplicationHost) and isinstance(news.base, LiveApplication)
+        self.assertEqual((news.base.config.max_players, news.base.config.takeover), (1, "always"))
+        sports = apps["sports"]
+        assert isinstance(sports, ApplicationHost)
+        self.assertIsInstance(sports.base, LiveApplication)
+        self.assertEqual(self.service.rtmp_factory.limits.idle_timeout, 30.0)
+        self.assertTrue(studio_player.connected and news_player.connected)
+        # The new limit holds for the next player of news; sports serves players.
+        refused = Peer(self.service.rtmp_factory, port=51000)
+        refused.play("cam", "news")
+        self.assertEqual(refused.client.status_codes()[-1], "NetStream.Play.Failed")
+        self.assertIn("NetStream.Play.Start", self.player("sports").client.status_codes())
+        self.assertTrue(
+            [e for e in self.log if "Configuration reloaded" in str(e.get("log_format"))]
+        )
+
+    def test_broken_file_is_refused_and_logged(self) -> None:
+        """An invalid file is refused with an error log line; nothing changes."""
+        studio_player = self.player("studio")
+        before = dict(self.service.rtmp_factory.applications)
+        self.path.write_text("[applications.bad]\nkind = 'radio'\n")
+        self.sighup()
+        self.assertEqual(self.service.rtmp_factory.applications, before)
+        (event,) = [e for e in self.log if "refused" in str(e.get("log_format"))]
+        self.assertEqual(event["log_level"], LogLevel.error)
+        self.assertIn("applications.bad.kind", str(event["error"]))
+        self.assertTrue(studio_player.connected)
+        self.assertFalse(self.service.reload())
+
+    def test_removed_application_disconnects_its_clients_only(self) -> None:
+        """An application removed from the file says goodbye to its clients; others stay."""
+        studio_player, news_player = self.player("studio"), self.player("news")
+        self.path.write_text("[applications.studio]\nkind = 'live'\n")
+        self.sighup()
+        self.assertNotIn("news", self.service.rtmp_factory.applications)
+        self.assertFalse(news_player.connected)
+        news_player.deliver()
+        self.assertEqual(news_player.client.status_codes()[-1], "NetStream.Play.Stop")
+        self.assertTrue(studio_player.connected)
+
+    def test_kind_change_replaces_the_application(self) -> None:
+        """An application whose kind changes is rebuilt and its clients reconnect."""
+        news_player = self.player("news")
+        self.path.write_text("[applications.news]\nkind = 'vod'\n")
+        self.sighup()
+        news = self.service.rtmp_factory.applications["news"]
+        assert isinstance(news, ApplicationHost)
+        self.assertIsInstance(news.base, VodApplication)
+        self.assertFalse(news_player.connected)
+
+    def test_sighup_handler_restored_on_stop(self) -> None:
+        """stopService puts back the SIGHUP handler that was there before."""
+        self.service.stopService()
+        self.assertEqual(self.handlers[signal.SIGHUP], "default")
+
+    def test_reload_without_config_file(self) -> None:
+        """Without --config there is nothing to reload: refused with a warning."""
+        service = makeService(parse("--rtmp", "tcp:1935"), self.reactor)
+        assert isinstance(service, FlashstreamService)
+        self.assertFalse(service.reload())
+
+    def test_missing_plugin_refuses_the_whole_reload(self) -> None:
+        """A file naming a plugin that does not exist is refused; nothing is half-applied."""
+        before = dict(self.service.rtmp_factory.applications)
+        self.path.write_text(RELOADED + "\n[applications.broken]\nplugin = 'no-such-plugin'\n")
+        self.sighup()
+        self.assertEqual(self.service.rtmp_factory.applications, before)
+        self.assertTrue([e for e in self.log if "refused" in str(e.get("log_format"))])
