@@ -170,11 +170,17 @@ class StreamHub:
         if publisher is not None and publication.publisher is not publisher:
             return
         del self._publications[key]
+        counts = publication.timeline.counts
         self._log.info(
-            "Unpublished {app}/{name} after {count} messages",
+            "Unpublished {app}/{name} after {count} messages (timestamps: "
+            "rebased {rebased}, held {held}, wraps {wraps}; takeovers {takeovers})",
             app=publication.app,
             name=publication.name,
             count=publication.messages_in,
+            rebased=counts.rebased,
+            held=counts.held,
+            wraps=counts.wraps,
+            takeovers=publication.takeovers,
         )
         subscribers, publication.subscribers = publication.subscribers, []
         for subscriber in subscribers:
