@@ -380,10 +380,11 @@ class FlashstreamService(MultiService):
                 base.reconfigure(new_apps[name])
         factory.limits = new.limits
         factory.chunk_size = new.chunk_size
+        live = ("applications", "limits", "chunk_size")
         restart = [
-            key
-            for key in ("rtmp", "rtmps", "http", "media_root", "record_dir")
-            if getattr(new, key) != getattr(old, key)
+            field.name
+            for field in attrs.fields(Config)
+            if field.name not in live and getattr(new, field.name) != getattr(old, field.name)
         ]
         if restart:
             self._log.warn(
