@@ -4,7 +4,7 @@ The in-repo RTMP client (:class:`tests.helpers.FlashClient`) over a real socket.
 Interop tests use :class:`SocketPeer` where they need to craft what a
 publisher sends (timestamps that jump, chosen frames) or to assert on the
 exact bytes a player receives.  ``Pipe`` is the byte transport underneath,
-one per RTMP transport the scenario tests cover (:data:`PIPES`).
+one per RTMP transport the scenario tests cover (:data:`TRANSPORTS`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+
+import attrs
 
 from flashstream.rtmp.messages import Message, MessageType
 from tests.helpers import FlashClient, Received, seeded_random
@@ -47,8 +49,22 @@ class Pipe:
         self.sock.close()
 
 
-#: The transports the scenario tests run over: name -> how to open a pipe.
-PIPES: dict[str, Callable[[str, int], Pipe]] = {"rtmp": Pipe}
+@attrs.frozen
+class Transport:
+    """One RTMP transport: how to open its byte pipe, which client kind speaks it."""
+
+    open: Callable[[str, int], Pipe]
+    #: A :class:`FlashClient` kind (RTMPE kinds encrypt after the handshake).
+    kind: str
+
+    def peer(self, port: int, seed: int) -> SocketPeer:
+        """A :class:`SocketPeer` over this transport to the server on ``port``."""
+        return SocketPeer(self.open("127.0.0.1", port), self.kind, seed)
+
+
+#: The transports the scenario tests run over.  RTMPE is served on the RTMP
+#: port (the C0 byte tells them apart); RTMPS/RTMPT are not served yet.
+TRANSPORTS: dict[str, Transport] = {}
 
 
 class SocketPeer:
@@ -157,3 +173,7 @@ class SocketPeer:
     def close(self) -> None:
         """Close the pipe."""
         self.pipe.close()
+
+
+TRANSPORTS["rtmp"] = Transport(Pipe, "ffmpeg")
+TRANSPORTS["rtmpe"] = Transport(Pipe, "librtmp_rtmpe")

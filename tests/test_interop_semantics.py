@@ -4,9 +4,10 @@ client (:mod:`tests.socket_peer`) on real sockets to the real server.
 
 One scenario -- rejections and their status codes, a takeover, and every
 kind of drop (receiveVideo, pause, congestion, takeover) -- runs over each
-transport in :data:`tests.socket_peer.PIPES`; the assertions are on the bytes
-the player receives: after any gap in the publisher's frames, the next video
-frame is a keyframe, and each track's timestamps never go backwards.
+transport in :data:`tests.socket_peer.TRANSPORTS` (RTMP and RTMPE today);
+the assertions are on the bytes the player receives: after any gap in the
+publisher's frames, the next video frame is a keyframe, and each track's
+timestamps never go backwards.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from flashstream.rtmp import media
 from flashstream.rtmp.messages import MessageType
 from tests.helpers import AAC_SEQUENCE_HEADER, AVC_SEQUENCE_HEADER, aac_frame
 from tests.interop_kit import FlashstreamServer, running_server
-from tests.socket_peer import PIPES, SocketPeer
+from tests.socket_peer import TRANSPORTS, SocketPeer
 
 pytestmark = pytest.mark.interop
 
@@ -127,7 +128,7 @@ def assert_clean(player: SocketPeer, start: int = 0) -> tuple[int, int]:
     return gaps, frames
 
 
-@pytest.mark.parametrize("transport", sorted(PIPES))
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
 def test_same_semantics_on_every_transport(server: FlashstreamServer, transport: str) -> None:
     """
     Over ``transport``: unknown application -> InvalidApp and a close; a
@@ -137,10 +138,9 @@ def test_same_semantics_on_every_transport(server: FlashstreamServer, transport:
     congested read and a publisher takeover, and after each the next video
     frame it receives is a keyframe, with timestamps monotonic throughout.
     """
-    pipe = PIPES[transport]
 
     def peer(seed: int) -> SocketPeer:
-        return SocketPeer(pipe("127.0.0.1", server.port), seed=seed)
+        return TRANSPORTS[transport].peer(server.port, seed)
 
     stray = peer(1)
     stray.client.connect("nope")
@@ -230,9 +230,9 @@ def test_backward_timestamps_reach_players_monotonic(server: FlashstreamServer) 
     monotonic timestamps on each track, continuing from 20 s, and no frame
     of video or audio is lost.
     """
-    publisher = SocketPeer(PIPES["rtmp"]("127.0.0.1", server.port), seed=8)
+    publisher = TRANSPORTS["rtmp"].peer(server.port, 8)
     publisher.publish("swap", "jumpy")
-    player = SocketPeer(PIPES["rtmp"]("127.0.0.1", server.port), seed=9)
+    player = TRANSPORTS["rtmp"].peer(server.port, 9)
     player.play("swap", "jumpy")
     source = Publisher(publisher, start_ts=20_000)
     source.headers()

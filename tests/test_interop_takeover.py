@@ -21,7 +21,7 @@ from tests.interop_kit import (
     start,
     stop_process,
 )
-from tests.socket_peer import PIPES, SocketPeer
+from tests.socket_peer import TRANSPORTS, SocketPeer
 
 pytestmark = pytest.mark.interop
 
@@ -125,7 +125,7 @@ def test_sighup_reload_keeps_unchanged_players_and_refuses_broken_files(tmp_path
         )
 
         def peer(seed: int) -> SocketPeer:
-            return SocketPeer(PIPES["rtmp"]("127.0.0.1", server.port), seed=seed)
+            return TRANSPORTS["rtmp"].peer(server.port, seed)
 
         sports = peer(1)
         sports.play("sports", "anything")
