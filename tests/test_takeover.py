@@ -8,13 +8,13 @@ rule, the waits, what the old and new publishers and the players receive.
 
 from __future__ import annotations
 
-import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from flashstream.rtmp import media
+from flashstream.rtmp.limits import Limits
 from flashstream.rtmp.messages import Message, MessageType
 from flashstream.takeover import (
     Decision,
@@ -281,6 +281,7 @@ class CleanCutTests(TakeoverTestCase):
     """After every kind of cut, the next video frame a player gets is a keyframe."""
 
     takeover = "always"
+    limits = Limits(max_send_backlog=1000, slow_player_timeout=5.0)
 
     def playing(self) -> tuple[Peer, Peer]:
         """A publisher mid-GOP and a player that got the start."""
@@ -310,14 +311,23 @@ class CleanCutTests(TakeoverTestCase):
         ]
         self.assertEqual(bool(audio_frames), audio)
 
-    def test_congestion(self) -> None:
-        """A congested player (transport full) drops to the next keyframe; audio flows."""
+    def test_full_send_backlog(self) -> None:
+        """
+        A player whose transport holds more than max_send_backlog skips video
+        (audio flows); once drained, video restarts on the next keyframe.
+        """
         publisher, player = self.playing()
         player.protocol.pauseProducing()
-        publisher.video(80, avc_inter(2))
+        publisher.video(80, avc_inter(2) + bytes(1200))  # now past the backlog limit
+        self.assertTrue(player.protocol.backlog_full())
+        publisher.video(120, avc_keyframe(3))
+        publisher.audio(130, aac_frame(3))
         player.protocol.resumeProducing()
+        player.client.clear()
+        player.transport.clear()
         self.continue_gop(publisher, 200)
         self.assert_clean(player, 200)
+        self.assertGreaterEqual(player.protocol.streams[player.stream_id].frames_dropped, 2)
 
     def test_receive_video_toggle_with_new_header(self) -> None:
         """
@@ -354,22 +364,4 @@ class CleanCutTests(TakeoverTestCase):
         new = self.peer("ffmpeg_publish")
         new.publish("cam")
         self.continue_gop(new, 200)
-        self.assert_clean(player, 200)
-
-    def test_full_backlog(self) -> None:
-        """A full send backlog drops everything; afterwards video restarts on a keyframe."""
-        self.limits = attrs.evolve(self.limits, max_send_backlog=1)
-        self.factory.limits = self.limits
-        publisher, player = self.playing()
-        player.protocol.pauseProducing()
-        publisher.audio(70, aac_frame(2))  # audio still goes out and fills the backlog
-        self.assertTrue(player.protocol.backlog_full())
-        publisher.video(80, avc_keyframe(2))
-        publisher.audio(90, aac_frame(3))
-        stream = player.protocol.streams[player.stream_id]
-        self.assertEqual(stream.frames_dropped, 2)
-        player.protocol.resumeProducing()
-        player.client.clear()
-        player.transport.clear()
-        self.continue_gop(publisher, 200)
         self.assert_clean(player, 200)
