@@ -110,6 +110,15 @@ class SocketPeer:
                 raise AssertionError("the server did not close the connection")
             self.client.receive(self.pipe.recv(0.5))
 
+    def sync(self, timeout: float = 20.0) -> None:
+        """Wait until the server has handled everything sent so far.
+
+        The server handles a connection's commands in order, so the answer
+        to a ``createStream`` sent now comes after all of them.
+        """
+        txn = self.client.create_stream()
+        self.read_until(lambda: bool(self.client.results(txn)), timeout, "createStream answer")
+
     def status(self, code: str, timeout: float = 10.0) -> None:
         """Wait for an onStatus ``code``."""
         self.read_until(lambda: code in self.client.status_codes(), timeout, code)

@@ -13,7 +13,6 @@ timestamps never go backwards.
 from __future__ import annotations
 
 import struct
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -173,20 +172,22 @@ def test_same_semantics_on_every_transport(server: FlashstreamServer, transport:
 
     # receiveVideo off and on.
     player.client.receive_video(player.stream_id, False)
-    player.read_for(0.5)
+    player.sync()
     source.frames(6)
+    old.sync()  # the frames went through the hub
     player.client.receive_video(player.stream_id, True)
-    player.read_for(0.5)
+    player.sync()
     last = source.n + 10
     source.frames(11)
     player.read_until(lambda: highest(player) >= last, what="video after receiveVideo")
 
     # pause and unpause.
     player.client.pause(player.stream_id, True)
-    player.read_for(0.5)
+    player.sync()
     source.frames(6)
+    old.sync()
     player.client.pause(player.stream_id, False)
-    player.read_for(0.5)
+    player.sync()
     last = source.n + 10
     source.frames(11)
     player.read_until(lambda: highest(player) >= last, what="video after unpause")
@@ -194,7 +195,7 @@ def test_same_semantics_on_every_transport(server: FlashstreamServer, transport:
     # A congested player: it stops reading while 24 MB of video go out.
     player.flush()
     source.frames(400, gop=25, size=60_000)
-    time.sleep(0.5)
+    old.sync(60)  # all 24 MB reached the hub while the player read nothing
     last = source.n + 29
     source.frames(30, gop=25)
     player.read_until(lambda: highest(player) >= last, 60, "video after congestion")
