@@ -426,6 +426,10 @@ class RTMPServerProtocol(Protocol):
         log = self._log.info if quiet else self._log.warn
         log("Dropping {peer}: " + reason_format, peer=self.peer, **fields)
         self._flush()
+        # TLS (TLSMemoryBIOProtocol) only closes once no producer is
+        # registered; TCP does not care.  Without this an RTMPS client that
+        # was refused or dropped stayed connected.
+        cast(IConsumer, self.transport).unregisterProducer()
         self._transport().loseConnection()
 
     def _notify(self, kind: str, **fields: Any) -> None:

@@ -9,7 +9,9 @@ one per RTMP transport the scenario tests cover (:data:`TRANSPORTS`).
 
 from __future__ import annotations
 
+import http.client
 import socket
+import ssl
 import time
 from collections.abc import Callable
 
@@ -49,6 +51,95 @@ class Pipe:
         self.sock.close()
 
 
+def _insecure() -> ssl.SSLContext:
+    """A TLS client context for the server's self-signed development certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class TLSPipe(Pipe):
+    """RTMPS: the same bytes inside TLS."""
+
+    def __init__(self, host: str, port: int) -> None:
+        raw = socket.create_connection((host, port), timeout=10)
+        self.sock = _insecure().wrap_socket(raw, server_hostname="localhost")
+        self.closed = False
+
+    def recv(self, timeout: float) -> bytes:
+        """As :meth:`Pipe.recv`; TLS errors at close count as EOF."""
+        try:
+            return super().recv(timeout)
+        except ssl.SSLError:
+            self.closed = True
+            return b""
+
+
+class TunnelPipe(Pipe):
+    """RTMPT (or RTMPTS with ``tls``): the bytes in HTTP POSTs ``/send`` and ``/idle``."""
+
+    tls = False
+
+    def __init__(self, host: str, port: int) -> None:
+        if self.tls:
+            self.http: http.client.HTTPConnection = http.client.HTTPSConnection(
+                host, port, timeout=20, context=_insecure()
+            )
+        else:
+            self.http = http.client.HTTPConnection(host, port, timeout=20)
+        self.closed = False
+        self.seq = 0
+        status, body = self._post("/open/1", b"\x00")
+        assert status == 200, (status, body)
+        self.session = body.strip().decode("ascii")
+
+    def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        self.http.request(
+            "POST", path, body, {"Content-Type": "application/x-fcs", "Connection": "Keep-Alive"}
+        )
+        response = self.http.getresponse()
+        return response.status, response.read()
+
+    def _command(self, command: str, body: bytes) -> bytes:
+        if self.closed:
+            return b""
+        self.seq += 1
+        status, answer = self._post(f"/{command}/{self.session}/{self.seq}", body)
+        if status != 200:
+            self.closed = True  # the server ended the session
+            return b""
+        return answer[1:]  # the first byte is the polling interval
+
+    def send(self, data: bytes) -> None:
+        """POST the bytes; what comes back is kept for the next :meth:`recv`."""
+        if data:
+            self._pending = getattr(self, "_pending", b"") + self._command("send", data)
+
+    def recv(self, timeout: float) -> bytes:
+        """What a ``/send`` brought back, or one ``/idle`` poll (held by the server)."""
+        pending = getattr(self, "_pending", b"")
+        if pending:
+            self._pending = b""
+            return pending
+        return self._command("idle", b"\x00")
+
+    def close(self) -> None:
+        """Close the session, then the HTTP connection."""
+        if not self.closed:
+            try:
+                self._command("close", b"\x00")
+            except (OSError, http.client.HTTPException):
+                pass
+        self.http.close()
+
+
+class TLSTunnelPipe(TunnelPipe):
+    """RTMPTS: RTMPT inside HTTPS."""
+
+    tls = True
+
+
 @attrs.frozen
 class Transport:
     """One RTMP transport: how to open its byte pipe, which client kind speaks it."""
@@ -56,14 +147,21 @@ class Transport:
     open: Callable[[str, int], Pipe]
     #: A :class:`FlashClient` kind (RTMPE kinds encrypt after the handshake).
     kind: str
+    #: The listener it uses: ``rtmp``, ``rtmps`` or ``http``.
+    listener: str = "rtmp"
+    #: Whether a player that stops reading can be congested and come back.
+    #: Not over the HTTP tunnels: a session nobody polls is ended (see the
+    #: report of issue 9; the scenario leaves that phase out for them).
+    can_stall: bool = True
 
     def peer(self, port: int, seed: int) -> SocketPeer:
-        """A :class:`SocketPeer` over this transport to the server on ``port``."""
+        """A :class:`SocketPeer` over this transport to the listener on ``port``."""
         return SocketPeer(self.open("127.0.0.1", port), self.kind, seed)
 
 
 #: The transports the scenario tests run over.  RTMPE is served on the RTMP
-#: port (the C0 byte tells them apart); RTMPS/RTMPT are not served yet.
+#: port (the C0 byte tells them apart), RTMPT on the HTTP port, RTMPS and
+#: RTMPTS on the TLS port (the first bytes inside tell them apart).
 TRANSPORTS: dict[str, Transport] = {}
 
 
@@ -186,3 +284,7 @@ class SocketPeer:
 
 TRANSPORTS["rtmp"] = Transport(Pipe, "ffmpeg")
 TRANSPORTS["rtmpe"] = Transport(Pipe, "librtmp_rtmpe")
+TRANSPORTS["rtmps"] = Transport(TLSPipe, "ffmpeg", "rtmps")
+TRANSPORTS["rtmpt"] = Transport(TunnelPipe, "ffmpeg", "http", can_stall=False)
+TRANSPORTS["rtmpts"] = Transport(TLSTunnelPipe, "ffmpeg", "rtmps", can_stall=False)
+TRANSPORTS["rtmpte"] = Transport(TunnelPipe, "librtmp_rtmpe", "http", can_stall=False)

@@ -4,7 +4,7 @@ client (:mod:`tests.socket_peer`) on real sockets to the real server.
 
 One scenario -- rejections and their status codes, a takeover, and every
 kind of drop (receiveVideo, pause, congestion, takeover) -- runs over each
-transport in :data:`tests.socket_peer.TRANSPORTS` (RTMP and RTMPE today);
+transport in :data:`tests.socket_peer.TRANSPORTS` (RTMP, RTMPE, RTMPS, RTMPT, RTMPTS, RTMPTE);
 the assertions are on the bytes the player receives: after any gap in the
 publisher's frames, the next video frame is a keyframe, and each track's
 timestamps never go backwards.
@@ -43,7 +43,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashstreamServ
     directory = tmp_path_factory.mktemp("semantics")
     config = directory / "flashstream.toml"
     config.write_text(CONFIG)
-    with running_server(["--config", str(config)], media_root=directory) as running:
+    listeners = [
+        "--rtmps",
+        "ssl:0:interface=127.0.0.1",
+        "--http",
+        "tcp:0:interface=127.0.0.1",
+        "--state-dir",
+        str(directory / "state"),
+    ]
+    with running_server(["--config", str(config), *listeners], media_root=directory) as running:
         yield running
 
 
@@ -138,8 +146,11 @@ def test_same_semantics_on_every_transport(server: FlashstreamServer, transport:
     frame it receives is a keyframe, with timestamps monotonic throughout.
     """
 
+    chosen = TRANSPORTS[transport]
+    port = server.port_of(chosen.listener)
+
     def peer(seed: int) -> SocketPeer:
-        return TRANSPORTS[transport].peer(server.port, seed)
+        return chosen.peer(port, seed)
 
     stray = peer(1)
     stray.client.connect("nope")
@@ -192,13 +203,15 @@ def test_same_semantics_on_every_transport(server: FlashstreamServer, transport:
     source.frames(11)
     player.read_until(lambda: highest(player) >= last, what="video after unpause")
 
-    # A congested player: it stops reading while 24 MB of video go out.
-    player.flush()
-    source.frames(400, gop=25, size=60_000)
-    old.sync(60)  # all 24 MB reached the hub while the player read nothing
-    last = source.n + 29
-    source.frames(30, gop=25)
-    player.read_until(lambda: highest(player) >= last, 60, "video after congestion")
+    if chosen.can_stall:
+        # A congested player: it stops reading while 24 MB of video go out.
+        player.flush()
+        # Few large frames: an RTMPT player that does not poll for 30 s is gone.
+        source.frames(60, gop=25, size=400_000)
+        old.sync(60)  # all 24 MB reached the hub while the player read nothing
+        last = source.n + 29
+        source.frames(30, gop=25)
+        player.read_until(lambda: highest(player) >= last, 60, "video after congestion")
     gaps_before_takeover, _ = assert_clean(player)
 
     # A takeover: the new publisher's clock starts again at 0.
@@ -215,7 +228,8 @@ def test_same_semantics_on_every_transport(server: FlashstreamServer, transport:
     replacement.frames(10)
     player.read_until(lambda: highest(player) >= last, what="video after takeover")
     gaps, frames = assert_clean(player)
-    assert gaps_before_takeover >= 3, "receiveVideo, pause and congestion each left a gap"
+    expected = 3 if chosen.can_stall else 2
+    assert gaps_before_takeover >= expected, "receiveVideo, pause (and congestion) left gaps"
     assert gaps > gaps_before_takeover
     assert "NetStream.Play.UnpublishNotify" not in player.client.status_codes()
     after = [m.timestamp for m in player.client.media()[mark - 10 :]]

@@ -160,6 +160,8 @@ class AlwaysTests(TakeoverTestCase):
         old.deliver()
         self.assertEqual(old.client.status_codes(), ["NetStream.Publish.BadName"])
         self.assertFalse(old.connected)
+        # No producer left registered: a TLS transport only closes without one.
+        self.assertIsNone(old.transport.producer)
         # Frames from the new publisher, whose clock starts at 0 again.
         new.client.set_data_frame(new.stream_id, {**METADATA, "width": 1280.0})
         new.client.video(new.stream_id, 0, NEW_AVC_HEADER)

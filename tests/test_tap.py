@@ -223,7 +223,9 @@ class ReloadTests(SynchronousTestCase):
             self.handlers[signum] = handler
             return previous
 
-        options = parse("--config", str(self.path), "--rtmp", "tcp:1935", "--http", "none")
+        options = parse(
+            "--config", str(self.path), "--rtmp", "tcp:1935", "--http", "none", "--rtmps", "none"
+        )
         service = makeService(options, self.reactor)
         assert isinstance(service, FlashstreamService)
         service._install_signal = install
@@ -326,7 +328,7 @@ class ReloadTests(SynchronousTestCase):
 
     def test_reload_without_config_file(self) -> None:
         """Without --config there is nothing to reload: refused with a warning."""
-        service = makeService(parse("--rtmp", "tcp:1935"), self.reactor)
+        service = makeService(parse("--rtmp", "tcp:1935", "--rtmps", "none"), self.reactor)
         assert isinstance(service, FlashstreamService)
         self.assertFalse(service.reload())
 
