@@ -571,25 +571,40 @@ class RTMPServerProtocol(Protocol):
         stream.backlog_full = self.backlog_full
         self.streams[event.stream_id] = stream
 
-    def _on_publish(self, event: ev.PublishRequested) -> None:
-        assert self.connection is not None and self.app is not None
+    def _begin_request(
+        self, event: ev.PublishRequested | ev.PlayRequested, busy_code: str
+    ) -> NetStream | None:
+        """The stream a publish/play is for, reset and renamed; None to ignore it.
+
+        None when the stream was deleted later in the same read (its
+        StreamClosed follows) or when a previous request on it is still being
+        decided (then ``busy_code`` is sent).
+        """
+        assert self.connection is not None
         if self.connection.stream_mode(event.stream_id) is None:
-            return  # deleted later in the same read; its StreamClosed follows
-        stream = self.streams[event.stream_id]
-        connection = self.connection
-        app = self.app
+            return None
         if event.stream_id in self._deciding:
-            connection.send_status(
+            self.connection.send_status(
                 event.stream_id,
                 "error",
-                "NetStream.Publish.BadName",
+                busy_code,
                 "The previous request on this stream is still being decided.",
                 details=event.name,
             )
-            return
+            return None
+        stream = self.streams[event.stream_id]
         stream.close()
         stream.name = event.name
         stream.query = event.query
+        return stream
+
+    def _on_publish(self, event: ev.PublishRequested) -> None:
+        assert self.connection is not None and self.app is not None
+        stream = self._begin_request(event, "NetStream.Publish.BadName")
+        if stream is None:
+            return
+        connection = self.connection
+        app = self.app
         deferred = self._decide(
             event.stream_id, lambda: app.publish(self, stream, event.name, event.publish_type)
         )
@@ -643,23 +658,11 @@ class RTMPServerProtocol(Protocol):
 
     def _on_play(self, event: ev.PlayRequested) -> None:
         assert self.connection is not None and self.app is not None
-        if self.connection.stream_mode(event.stream_id) is None:
-            return  # deleted later in the same read; its StreamClosed follows
-        stream = self.streams[event.stream_id]
+        stream = self._begin_request(event, "NetStream.Play.Failed")
+        if stream is None:
+            return
         connection = self.connection
         app = self.app
-        if event.stream_id in self._deciding:
-            connection.send_status(
-                event.stream_id,
-                "error",
-                "NetStream.Play.Failed",
-                "The previous request on this stream is still being decided.",
-                details=event.name,
-            )
-            return
-        stream.close()
-        stream.name = event.name
-        stream.query = event.query
 
         def start() -> None:
             connection.start_play(
