@@ -45,6 +45,7 @@ from .rtmp.sharedobject import SharedObjectMessage
 from .streams import NetStream
 
 CONNECTION_DONE = Failure(ConnectionDone())
+_log = Logger()
 
 #: Told ``(kind, protocol, fields)`` for what happens on a connection:
 #: ``connect``, ``publish``/``play``/``pause``/``seek``/``stop`` (with the
@@ -87,23 +88,120 @@ class RTMPServerFactory(Factory):
         #: Observers of connection events (see :data:`ConnectionEventSink`).
         self.event_sinks: list[ConnectionEventSink] = []
         self._last_client_id = 0
+        #: Open connections by the peer's IP address.
+        self.per_address: dict[str, int] = {}
+        #: Connections refused so far, by the name of the limit that refused them.
+        self.refused: dict[str, int] = {"max_connections": 0, "max_connections_per_address": 0}
+        self._refusal_logged: dict[str, tuple[float, int]] = {}
+        self._stopping = False
+        self._all_closed: list[Deferred[None]] = []
+        self._shutdown_timer: IDelayedCall | None = None
 
     def next_client_id(self) -> int:
         """A number no other connection of this server has had."""
         self._last_client_id += 1
         return self._last_client_id
 
-    def shutdown(self) -> None:
-        """Say goodbye to every client (Play.Stop, Unpublish.Success) and close."""
+    def shutdown(self) -> Deferred[None]:
+        """Say goodbye to every client (Play.Stop, Unpublish.Success) and close.
+
+        New connections are refused from now on.  The Deferred fires once
+        every connection has closed, or after ``limits.shutdown_timeout``
+        seconds, when the connections still open are aborted.
+        """
+        self._stopping = True
+        done: Deferred[None] = Deferred()
         for protocol in list(self.connections):
             protocol.goodbye()
+        if not self.connections:
+            done.callback(None)
+            return done
+        self._all_closed.append(done)
+        if self._shutdown_timer is None:
+            self._shutdown_timer = self.reactor.callLater(
+                self.limits.shutdown_timeout, self._abort_the_rest
+            )
+        return done
+
+    def _abort_the_rest(self) -> None:
+        self._shutdown_timer = None
+        remaining = list(self.connections)
+        _log.warn(
+            "{count} clients did not close within {timeout}s of shutdown; cutting them off",
+            count=len(remaining),
+            timeout=self.limits.shutdown_timeout,
+        )
+        for protocol in remaining:
+            transport = protocol.transport
+            if transport is not None:
+                cast(ITCPTransport, transport).abortConnection()
+        self._closed()
+
+    def _closed(self) -> None:
+        """Fire the shutdown Deferreds (every connection is closed or cut off)."""
+        if self._shutdown_timer is not None and self._shutdown_timer.active():
+            self._shutdown_timer.cancel()
+        self._shutdown_timer = None
+        waiting, self._all_closed = self._all_closed, []
+        for done in waiting:
+            done.callback(None)
+
+    def connection_opened(self, protocol: RTMPServerProtocol, host: str) -> None:
+        """Count a new connection (called by the protocol)."""
+        self.connections.add(protocol)
+        self.per_address[host] = self.per_address.get(host, 0) + 1
+
+    def connection_closed(self, protocol: RTMPServerProtocol, host: str) -> None:
+        """Forget a closed connection (called by the protocol)."""
+        if protocol not in self.connections:
+            return
+        self.connections.discard(protocol)
+        count = self.per_address.get(host, 0) - 1
+        if count > 0:
+            self.per_address[host] = count
+        else:
+            self.per_address.pop(host, None)
+        if self._stopping and not self.connections and self._all_closed:
+            self._closed()
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
-        """Make the protocol of one connection."""
+        """Make the protocol of one connection, or None (refused) past a limit."""
+        host = str(getattr(addr, "host", "?"))
+        limits = self.limits
+        if self._stopping:
+            return None
+        if len(self.connections) >= limits.max_connections:
+            self._refuse("max_connections", host, len(self.connections), limits.max_connections)
+            return None
+        from_host = self.per_address.get(host, 0)
+        if from_host >= limits.max_connections_per_address:
+            self._refuse(
+                "max_connections_per_address", host, from_host, limits.max_connections_per_address
+            )
+            return None
         protocol = RTMPServerProtocol()
         protocol.factory = self
         protocol.transport_name = self.transport_name
         return protocol
+
+    def _refuse(self, limit: str, host: str, count: int, value: int) -> None:
+        """Count a refusal; log it (at most one line per limit per second)."""
+        self.refused[limit] += 1
+        now = self.reactor.seconds()
+        last, logged_total = self._refusal_logged.get(limit, (float("-inf"), 0))
+        if now - last < 1.0:
+            return
+        self._refusal_logged[limit] = (now, self.refused[limit])
+        _log.warn(
+            "Refusing a connection from {host}: {count} open, {limit} is {value} "
+            "({since} refused since the last such line, {total} in all)",
+            host=host,
+            count=count,
+            limit=limit,
+            value=value,
+            since=self.refused[limit] - logged_total,
+            total=self.refused[limit],
+        )
 
 
 @implementer(IPushProducer)
@@ -139,6 +237,7 @@ class RTMPServerProtocol(Protocol):
         self._backlog = 0
         self._full_since: float | None = None
         self._dropped = False
+        self.host = "?"
         self.peer = "?"
         self.client_id = 0
         self.connected_at = 0.0
@@ -156,9 +255,10 @@ class RTMPServerProtocol(Protocol):
     def connectionMade(self) -> None:
         """Start the handshake timer and register for backpressure."""
         factory = self.factory
-        factory.connections.add(self)
         address = self._transport().getPeer()
-        self.peer = f"{getattr(address, 'host', '?')}:{getattr(address, 'port', '?')}"
+        self.host = str(getattr(address, "host", "?"))
+        self.peer = f"{self.host}:{getattr(address, 'port', '?')}"
+        factory.connection_opened(self, self.host)
         now = factory.reactor.seconds()
         self._last_input = now
         self.client_id = factory.next_client_id()
@@ -194,7 +294,6 @@ class RTMPServerProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = CONNECTION_DONE) -> None:
         """Release every stream and tell the application."""
-        self.factory.connections.discard(self)
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -219,6 +318,7 @@ class RTMPServerProtocol(Protocol):
         if self._accepted:
             self._notify("disconnect")
         self._log.info("Connection from {peer} closed", peer=self.peer)
+        self.factory.connection_closed(self, self.host)
 
     # -- IPushProducer: the transport tells us when it is full ----------------
 
@@ -430,6 +530,9 @@ class RTMPServerProtocol(Protocol):
         # registered; TCP does not care.  Without this an RTMPS client that
         # was refused or dropped stayed connected.
         cast(IConsumer, self.transport).unregisterProducer()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self.factory.reactor.callLater(self.factory.limits.close_timeout, self._abort)
         self._transport().loseConnection()
 
     def _notify(self, kind: str, **fields: Any) -> None:
@@ -453,6 +556,18 @@ class RTMPServerProtocol(Protocol):
 
         The server calls it when stopping; an administrator's drop gives its ``reason``.
         """
+    def _abort(self) -> None:
+        """A dropped peer did not take its last bytes in time: cut it off."""
+        self._timer = None
+        self._log.info(
+            "Aborting {peer}: its last bytes did not drain within {timeout}s",
+            peer=self.peer,
+            timeout=self.factory.limits.close_timeout,
+        )
+        self._transport().abortConnection()
+
+    def goodbye(self) -> None:
+        """The server is stopping: end every stream politely, then close."""
         connection = self.connection
         if connection is not None and connection.state.value == "connected":
             for stream_id, stream in self.streams.items():

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import attrs
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorTime
 from twisted.logger import Logger
@@ -310,14 +310,21 @@ class FlashstreamService(MultiService):
         self.reactor.callFromThread(self.reload)
 
     def stopService(self) -> Deferred[None]:
-        """Tell every client goodbye, finish recordings, stop the listeners, restore SIGHUP."""
+        """Stop accepting, tell every client goodbye, finish recordings, restore SIGHUP.
+
+        The Deferred (which twistd waits for before it exits) fires once every
+        client has closed, or ``limits.shutdown_timeout`` seconds later, when
+        the clients still connected are cut off.
+        """
         if self._hup_installed and self._install_signal is not None:
             self._hup_installed = False
             self._install_signal(signal.SIGHUP, self._previous_hup)
-        self.rtmp_factory.shutdown()
+        listeners = super().stopService()
+        clients = self.rtmp_factory.shutdown()
         if self.recordings is not None:
             self.recordings.finish_all()
-        return cast("Deferred[None]", super().stopService())
+        done = gatherResults([listeners, clients], consumeErrors=True)
+        return done.addBoth(lambda _: None)
 
     def reload(self) -> bool:
         """Read the configuration file again and apply it; False if it was refused.

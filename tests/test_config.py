@@ -149,3 +149,16 @@ session_timeout = 12.5
     )
     assert config.rtmpt == TunnelLimits(max_sessions=20, session_timeout=12.5)
     assert Config().tls.state_dir == Path("state")
+
+
+def test_connection_and_shutdown_limits(tmp_path: Path) -> None:
+    """max_connections, max_connections_per_address and shutdown_timeout come from [limits]."""
+    path = write(
+        tmp_path,
+        "[limits]\nmax_connections = 50\nmax_connections_per_address = 5\nshutdown_timeout = 2.5\n",
+    )
+    limits = load_config(path).limits
+    assert (limits.max_connections, limits.max_connections_per_address) == (50, 5)
+    assert limits.shutdown_timeout == 2.5
+    with pytest.raises(ConfigError, match="limits.max_connections_per_address"):
+        parse_config({"limits": {"max_connections_per_address": 0}})

@@ -20,7 +20,11 @@ from pathlib import Path
 import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver, StringTransportWithDisconnection
+from twisted.internet.testing import (
+    EventLoggingObserver,
+    StringTransport,
+    StringTransportWithDisconnection,
+)
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -814,6 +818,8 @@ class RTMPETests(ProtocolTestCase):
         self.assertEqual(peer.transport.value(), b"")
         (dropped,) = self.formats("Dropping")
         self.assertIn("Diffie-Hellman public key", str(dropped["error"]))
+
+
 class SlowPlayerTests(ProtocolTestCase):
     """A player that cannot keep up skips video, then is dropped; nobody else notices."""
 
@@ -908,3 +914,120 @@ class SlowPlayerTests(ProtocolTestCase):
         self.assertFalse(player.protocol.backlog_full())
         transport.dataBuffer = b"x" * 1200  # type: ignore[attr-defined]
         self.assertTrue(player.protocol.backlog_full())
+
+
+class ConnectionLimitTests(ProtocolTestCase):
+    """max_connections and max_connections_per_address refuse, log and count."""
+
+    limits = Limits(max_connections=3, max_connections_per_address=2)
+
+    def build(self, host: str, port: int) -> RTMPServerProtocol | None:
+        """What the factory builds for a new connection from ``host``; connect it if any."""
+        address = IPv4Address("TCP", host, port)
+        protocol = self.factory.buildProtocol(address)
+        if protocol is not None:
+            assert isinstance(protocol, RTMPServerProtocol)
+            transport = StringTransportWithDisconnection(peerAddress=address)
+            transport.protocol = protocol
+            protocol.makeConnection(transport)
+        return protocol
+
+    def test_per_address_limit(self) -> None:
+        """A third connection from one address is refused; other addresses still get in."""
+        first = self.build("10.0.0.1", 1)
+        self.assertIsNotNone(self.build("10.0.0.1", 2))
+        self.assertIsNone(self.build("10.0.0.1", 3))
+        self.assertIsNotNone(self.build("10.0.0.2", 1))
+        self.assertEqual(self.factory.refused["max_connections_per_address"], 1)
+        (refusal,) = self.formats("Refusing a connection")
+        self.assertEqual(refusal["host"], "10.0.0.1")
+        self.assertEqual(refusal["limit"], "max_connections_per_address")
+        self.assertEqual(refusal["value"], 2)
+        assert first is not None and first.transport is not None
+        first.transport.loseConnection()
+        self.assertEqual(self.factory.per_address, {"10.0.0.1": 1, "10.0.0.2": 1})
+        self.assertIsNotNone(self.build("10.0.0.1", 4), "a closed connection frees its place")
+
+    def test_total_limit(self) -> None:
+        """Past max_connections every address is refused, and counted."""
+        for host in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            self.assertIsNotNone(self.build(host, 1))
+        self.assertIsNone(self.build("10.0.0.4", 1))
+        self.assertEqual(
+            self.factory.refused, {"max_connections": 1, "max_connections_per_address": 0}
+        )
+        (refusal,) = self.formats("Refusing a connection")
+        self.assertEqual((refusal["limit"], refusal["count"]), ("max_connections", 3))
+
+    def test_refusal_lines_are_rate_limited(self) -> None:
+        """A flood of refusals logs one line per second per limit, saying how many it covers."""
+        self.build("10.0.0.1", 1)
+        self.build("10.0.0.1", 2)
+        for port in range(3, 8):
+            self.assertIsNone(self.build("10.0.0.1", port))
+        self.assertEqual(len(self.formats("Refusing a connection")), 1)
+        self.clock.advance(1.0)
+        self.assertIsNone(self.build("10.0.0.1", 9))
+        lines = self.formats("Refusing a connection")
+        self.assertEqual([(e["since"], e["total"]) for e in lines], [(1, 1), (5, 6)])
+
+
+class ShutdownTests(ProtocolTestCase):
+    """factory.shutdown(): goodbyes, then wait for clients up to shutdown_timeout."""
+
+    limits = Limits(shutdown_timeout=4.0)
+
+    def test_clients_that_close_end_the_wait(self) -> None:
+        """When every client closes after its goodbye the Deferred fires at once."""
+        publisher = self.publisher("bye")
+        player = self.peer()
+        player.connect()
+        done = self.factory.shutdown()
+        self.assertEqual(self.successResultOf(done), None)
+        self.assertFalse(publisher.connected)
+        self.assertFalse(player.connected)
+        self.assertEqual(self.factory.per_address, {})
+
+    def test_client_that_never_closes_is_cut_off(self) -> None:
+        """A connection that stays open after its goodbye is aborted after shutdown_timeout."""
+        address = IPv4Address("TCP", "10.0.0.9", 9)
+        protocol = self.factory.buildProtocol(address)
+        assert isinstance(protocol, RTMPServerProtocol)
+        stuck = StringTransport(peerAddress=address)  # loseConnection never closes it
+        protocol.makeConnection(stuck)
+        done = self.factory.shutdown()
+        self.assertNoResult(done)
+        self.assertTrue(stuck.disconnecting)
+        self.clock.advance(self.limits.shutdown_timeout - 0.1)
+        self.assertNoResult(done)
+        self.assertFalse(stuck.disconnected)
+        self.clock.advance(0.1)
+        self.assertTrue(stuck.disconnected, "aborted")
+        self.successResultOf(done)
+        (line,) = self.formats("{count} clients did not close")
+        self.assertEqual(line["count"], 1)
+        protocol.connectionLost()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_no_new_connections_while_stopping(self) -> None:
+        """Once shutdown started, new connections are refused."""
+        self.successResultOf(self.factory.shutdown())
+        self.assertIsNone(self.factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1)))
+
+    def test_dropped_peer_that_never_drains_is_aborted(self) -> None:
+        """A dropped peer whose transport does not close is aborted after close_timeout."""
+        address = IPv4Address("TCP", "10.0.0.8", 8)
+        protocol = self.factory.buildProtocol(address)
+        assert isinstance(protocol, RTMPServerProtocol)
+        stuck = StringTransport(peerAddress=address)
+        protocol.makeConnection(stuck)
+        protocol.dataReceived(b"\x16\x03\x01")  # TLS, not RTMP: dropped
+        self.assertTrue(stuck.disconnecting)
+        self.clock.advance(self.limits.close_timeout - 0.1)
+        self.assertFalse(stuck.disconnected)
+        self.clock.advance(0.1)
+        self.assertTrue(stuck.disconnected, "aborted")
+        (line,) = self.formats("Aborting {peer}")
+        self.assertEqual(line["timeout"], self.limits.close_timeout)
+        protocol.connectionLost()
+        self.assertEqual(self.factory.connections, set())

@@ -48,3 +48,16 @@ class Limits:
     max_so_events: int = 4096
     #: Most calls the server has made to one client that are still unanswered.
     max_pending_calls: int = 64
+    #: Most RTMP connections the server holds at once; more are refused
+    #: (enforced by the adapter's factory).
+    max_connections: int = 20000
+    #: Most RTMP connections from one IP address at once; more are refused
+    #: (enforced by the adapter's factory).
+    max_connections_per_address: int = 1000
+    #: Seconds the last bytes to a dropped peer may take to drain before the
+    #: connection is aborted (a peer that stopped reading never lets a
+    #: graceful close finish).
+    close_timeout: float = 10.0
+    #: Seconds clients get at server shutdown to receive their goodbyes
+    #: (Unpublish, Play.Stop) and close; the rest are then cut off.
+    shutdown_timeout: float = 5.0
