@@ -283,6 +283,7 @@ class FlashstreamService(MultiService):
         self.config = config = config if config is not None else Config()
         self.config_path = config_path
         self.overrides = dict(overrides or {})
+        #: The reactor twistd runs (its exit signal is cleared after a clean stop).
         self.reactor = reactor
         self._install_signal = install_signal
         self._previous_hup: Any = None
@@ -324,7 +325,17 @@ class FlashstreamService(MultiService):
         if self.recordings is not None:
             self.recordings.finish_all()
         done = gatherResults([listeners, clients], consumeErrors=True)
-        return done.addBoth(lambda _: None)
+        return done.addBoth(self._stopped)
+
+    def _stopped(self, _: object) -> None:
+        """Shutdown is complete: let twistd exit with status 0.
+
+        twistd re-raises the signal that stopped its reactor (so a SIGTERM
+        normally ends the process "killed by SIGTERM"); after a clean shutdown
+        the reactor's record of that signal is cleared instead.
+        """
+        if getattr(self.reactor, "_exitSignal", None) is not None:
+            self.reactor._exitSignal = None
 
     def reload(self) -> bool:
         """Read the configuration file again and apply it; False if it was refused.

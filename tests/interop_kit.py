@@ -57,6 +57,8 @@ class FlashstreamServer:
         self._cond = threading.Condition()
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
+        #: The exit status once :meth:`stop` has waited for the process.
+        self.returncode: int | None = None
 
     def start(self, timeout: float = 20.0) -> None:
         """Start twistd and wait for the listening line."""
@@ -141,17 +143,18 @@ class FlashstreamServer:
         """An rtmp:// URL on this server."""
         return f"rtmp://127.0.0.1:{self.port}/{app}" + (f"/{name}" if name else "")
 
-    def stop(self) -> None:
-        """SIGTERM our own process (by pid), then wait for it."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM our own process (by pid), then wait for it (SIGKILL after ``timeout``)."""
         if self.process is None:
             return
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(10)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        self.returncode = self.process.returncode
         self.process = None
 
     def log_text(self) -> str:

@@ -339,3 +339,19 @@ class ReloadTests(SynchronousTestCase):
         self.sighup()
         self.assertEqual(self.service.rtmp_factory.applications, before)
         self.assertTrue([e for e in self.log if "refused" in str(e.get("log_format"))])
+
+
+class StopTests(SynchronousTestCase):
+    """stopService on a memory reactor."""
+
+    def test_clean_stop_clears_the_exit_signal(self) -> None:
+        """After a clean stop the reactor's SIGTERM record is cleared, so twistd exits 0."""
+        reactor = MemoryReactorClock()
+        reactor._exitSignal = 15  # type: ignore[attr-defined]
+        service = makeService(parse("--rtmp", "tcp:1935", "--http", "none"), reactor)
+        service.privilegedStartService()
+        service.startService()
+        done = service.stopService()
+        self.assertIsNone(self.successResultOf(done))
+        self.assertIsNone(reactor._exitSignal)  # type: ignore[attr-defined]
+        self.assertEqual(reactor.getDelayedCalls(), [])
