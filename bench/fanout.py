@@ -103,6 +103,8 @@ class Server:
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self.lines: list[str] = []
+        #: Log lines containing each word, all of them (``lines`` keeps the first 2000).
+        self.counted = {"Traceback": 0, "Dropping": 0, "Refusing": 0, "Unhandled": 0}
         self.tmp = Path(tempfile.mkdtemp(prefix=f"fanout-{self.name}-"))
 
     @property
@@ -123,6 +125,9 @@ class Server:
     def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         for line in self.process.stdout:
+            for word in self.counted:
+                if word in line:
+                    self.counted[word] += 1
             if len(self.lines) < 2000:
                 self.lines.append(line.rstrip())
 
@@ -145,13 +150,18 @@ class Server:
 
 class Flashstream(Server):
     name = "flashstream"
+    #: ``[limits]`` lines for the benchmark's config file: every load client
+    #: connects from 127.0.0.1, past the default per-address limit.
+    limits: Sequence[str] = ("max_connections = 100000", "max_connections_per_address = 100000")
 
     def start(self) -> None:
+        config = self.tmp / "flashstream.toml"
+        config.write_text("[limits]\n" + "".join(line + "\n" for line in self.limits))
         self._spawn(
             [
                 sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                 "-n", "--pidfile=", "--logfile=-",
-                "flashstream", "--rtmp", "tcp:0:interface=127.0.0.1",
+                "flashstream", "--config", str(config), "--rtmp", "tcp:0:interface=127.0.0.1",
                 "--http", "none", "--rtmps", "none",
             ],
             ROOT,

@@ -1,0 +1,213 @@
+"""
+One slow viewer next to normal ones: does it cost the server more memory than
+its backlog limit, or the other viewers latency?
+
+Starts flashstream pinned to core 0 (``--max-send-backlog`` bytes per player),
+publishes the 720p30 H.264 + AAC clip of ``bench/fanout.py`` (about 2.5
+Mbit/s) and opens ``--players`` normal players on core 1 (``rtmp_load``).
+Then, in windows of ``--window`` seconds:
+
+1. baseline: normal players only;
+2. slow: a slow reader is added first (a separate process on core 1: a
+   blocking socket with a small SO_RCVBUF that reads at ``--slow-share`` of
+   the stream rate, acknowledging now and then so it is not idle), given
+   ``--slow-warmup`` seconds to fill its backlog, then the window is measured;
+3. baseline again.
+
+Reported: the normal players' latency p50/p99 per window (publisher to
+player, including the load client's own scheduling), the server's RSS during
+each window (max growth over the first baseline), what the slow reader
+received, and whether and when the server skipped or dropped it (its log).
+One JSON line goes to ``bench/results/slow-<UTC time>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+import rtmp_load
+from fanout import CLIP, RESULTS, ROOT, Flashstream, percentile, rss_bytes
+from rtmp_load import Publisher, c0c1, open_players, read_flv
+
+from flashstream.rtmp import messages as msg
+from flashstream.rtmp.chunks import ChunkWriter
+
+
+def slow_worker(port: int, rate: float, rcvbuf: int, seconds: float) -> None:
+    """The slow reader (its own process): play live/bench, read ``rate`` bytes/s."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(c0c1())
+    handshake = b""
+    while len(handshake) < 1 + 2 * rtmp_load.HANDSHAKE_SIZE:
+        handshake += sock.recv(65536)
+    writer = ChunkWriter()
+    s1 = handshake[1 : 1 + rtmp_load.HANDSHAKE_SIZE]
+    sock.sendall(
+        s1
+        + rtmp_load._connect(writer, "live", port)
+        + rtmp_load._command(writer, 0, 3, "createStream", 2.0)
+        + rtmp_load._command(writer, 1, 8, "play", 0.0, "bench", -1000.0)
+    )
+    received = len(handshake) - 1 - 2 * rtmp_load.HANDSHAKE_SIZE
+    started = time.monotonic()
+    last_ack = started
+    step = min(4096, max(512, int(rate / 20)))
+    closed = False
+    while time.monotonic() - started < seconds:
+        budget = rate * (time.monotonic() - started) - received
+        if budget < step:
+            time.sleep((step - budget) / rate)
+            continue
+        data = sock.recv(step)
+        if not data:
+            closed = True
+            break
+        received += len(data)
+        now = time.monotonic()
+        if now - last_ack >= 5.0:  # input, so the idle timeout does not apply
+            last_ack = now
+            ack = msg.encode_control(msg.Acknowledgement(received % 2**32))
+            try:
+                sock.sendall(writer.write(ack, 2))
+            except OSError:
+                closed = True
+                break
+    elapsed = time.monotonic() - started
+    print(json.dumps({"received": received, "seconds": elapsed, "closed_by_server": closed}))
+    sock.close()
+
+
+async def window(
+    players: list[rtmp_load.Player], server_pid: int, seconds: float
+) -> dict[str, float]:
+    """Measure the normal players' latency and the server's RSS for ``seconds``."""
+    for player in players:
+        player.stats = rtmp_load.Stats(latencies=[])
+    rss: list[int] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        rss.append(rss_bytes(server_pid))
+        await asyncio.sleep(0.5)
+    ms = [x * 1000 for p in players for x in (p.stats.latencies or [])] or [float("nan")]
+    frames = [p.stats.frames for p in players]
+    return {
+        "latency_ms_p50": statistics.median(ms),
+        "latency_ms_p99": percentile(ms, 0.99),
+        "latency_samples": len(ms),
+        "min_frames_per_player": min(frames),
+        "rss_max_mb": max(rss) / 2**20,
+        "rss_mean_mb": statistics.fmean(rss) / 2**20,
+    }
+
+
+async def run(args: argparse.Namespace, server: Flashstream) -> dict[str, object]:
+    clip = read_flv(CLIP)
+    loop = asyncio.get_event_loop()
+    _, publisher = await loop.create_connection(
+        lambda: Publisher("live", "bench", server.port, clip), "127.0.0.1", server.port
+    )
+    await asyncio.wait_for(publisher.ready, 10)
+    publisher.start()
+    await asyncio.sleep(3)
+    crowd = await open_players(args.players, server.port, "live", "bench", publisher.sent_at)
+    await asyncio.sleep(args.warmup)
+    players = crowd.players
+    results: dict[str, object] = {"stream_bit_rate": clip.bitrate}
+    results["baseline"] = await window(players, server.pid, args.window)
+    rate = clip.bitrate / 8 * args.slow_share
+    marks = len(server.lines)
+    slow = await asyncio.create_subprocess_exec(
+        "taskset", "-c", str(args.client_core), sys.executable, __file__, "--slow-worker",
+        str(server.port), str(rate), str(args.rcvbuf), str(args.slow_warmup + args.window + 1),
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    await asyncio.sleep(args.slow_warmup)
+    results["slow"] = await window(players, server.pid, args.window)
+    out, _ = await slow.communicate()
+    results["slow_reader"] = json.loads(out.decode().strip().splitlines()[-1])
+    results["slow_reader_rate_bytes_s"] = rate
+    results["server_lines_about_slow_reader"] = [
+        line for line in server.lines[marks:] if "Dropping" in line or "Aborting" in line
+    ][:5]
+    await asyncio.sleep(2)
+    results["baseline_again"] = await window(players, server.pid, args.window)
+    crowd.close()
+    publisher.stop()
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--slow-worker":
+        slow_worker(int(argv[1]), float(argv[2]), int(argv[3]), float(argv[4]))
+        return 0
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--players", type=int, default=50, help="normal players")
+    parser.add_argument("--window", type=float, default=15.0, help="measured seconds per window")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--slow-warmup", type=float, default=15.0, help="seconds to fill backlog")
+    parser.add_argument("--slow-share", type=float, default=0.25, help="of the stream rate")
+    parser.add_argument("--rcvbuf", type=int, default=8192, help="slow reader's SO_RCVBUF")
+    parser.add_argument("--max-send-backlog", type=int, default=2 * 1024 * 1024)
+    parser.add_argument("--server-core", type=int, default=0)
+    parser.add_argument("--client-core", type=int, default=1)
+    parser.add_argument("--label", default="")
+    args = parser.parse_args(argv)
+    if not CLIP.exists():
+        CLIP.parent.mkdir(parents=True, exist_ok=True)
+        rtmp_load.make_clip(CLIP)
+    os.sched_setaffinity(0, {args.client_core})
+    server = Flashstream(args.server_core)
+    server.limits = (*server.limits, f"max_send_backlog = {args.max_send_backlog}")
+    server.start()
+    started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    try:
+        results = asyncio.run(run(args, server))
+    finally:
+        server.stop()
+    base, slow, again = results["baseline"], results["slow"], results["baseline_again"]
+    assert isinstance(base, dict) and isinstance(slow, dict) and isinstance(again, dict)
+    for name, w in (("baseline", base), ("slow reader", slow), ("baseline again", again)):
+        print(
+            f"{name:15} latency p50/p99 {w['latency_ms_p50']:6.1f}/{w['latency_ms_p99']:6.1f} ms"
+            f"  RSS max {w['rss_max_mb']:.1f} MB  min frames/player {w['min_frames_per_player']}"
+        )
+    print(f"slow reader: {results['slow_reader']}")
+    for line in results["server_lines_about_slow_reader"]:  # type: ignore[attr-defined]
+        print(f"server: {line}")
+    results.update(
+        kind="slow_reader",
+        started=started,
+        label=args.label,
+        players=args.players,
+        max_send_backlog=args.max_send_backlog,
+        p99_change_ms=slow["latency_ms_p99"] - base["latency_ms_p99"],
+        rss_growth_over_baseline_mb=slow["rss_max_mb"] - base["rss_max_mb"],
+    )
+    print(
+        f"p99 change with the slow reader: {results['p99_change_ms']:+.1f} ms; "
+        f"RSS max growth {results['rss_growth_over_baseline_mb']:+.2f} MB "
+        f"(backlog limit {args.max_send_backlog / 2**20:.1f} MB)"
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"slow-{started}.jsonl"
+    path.write_text(json.dumps(results) + "\n")
+    print(f"results: {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
