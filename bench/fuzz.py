@@ -103,6 +103,8 @@ def atheris_worker(stats: Path, corpus: Path, seconds: float) -> None:
         import flashstream.rtmp.messages  # noqa: F401
         import flashstream.rtmp.rtmpe  # noqa: F401
         import flashstream.rtmp.sharedobject  # noqa: F401
+        import flashstream.rtmp.tunnel  # noqa: F401
+        import flashstream.sniff  # noqa: F401
     from tests.fuzz_targets import TARGETS
 
     names = sorted(TARGETS)

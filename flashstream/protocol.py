@@ -551,11 +551,6 @@ class RTMPServerProtocol(Protocol):
             self.connection.send_ping(int(self.factory.reactor.seconds() * 1000))
             self._flush()
 
-    def goodbye(self, reason: str = "server shutting down") -> None:
-        """End every stream politely (Play.Stop, Unpublish.Success), then close.
-
-        The server calls it when stopping; an administrator's drop gives its ``reason``.
-        """
     def _abort(self) -> None:
         """A dropped peer did not take its last bytes in time: cut it off."""
         self._timer = None
@@ -566,8 +561,11 @@ class RTMPServerProtocol(Protocol):
         )
         self._transport().abortConnection()
 
-    def goodbye(self) -> None:
-        """The server is stopping: end every stream politely, then close."""
+    def goodbye(self, reason: str = "server shutting down") -> None:
+        """End every stream politely (Play.Stop, Unpublish.Success), then close.
+
+        The server calls it when stopping; an administrator's drop gives its ``reason``.
+        """
         connection = self.connection
         if connection is not None and connection.state.value == "connected":
             for stream_id, stream in self.streams.items():

@@ -197,6 +197,9 @@ class RTMPTGateway:
         peer = request.getClientAddress()
         transport = PollingTransport(self, session, peer, request.getHost())
         protocol = self.factory.buildProtocol(peer)
+        if protocol is None:  # max_connections(_per_address), or shutting down; logged there
+            self.sessions.remove(session.session_id)
+            return self._reply(request, b"connection refused\n", code=503)
         assert isinstance(protocol, RTMPServerProtocol)
         protocol.transport_name = "rtmpts" if request.isSecure() else "rtmpt"
         self.protocols[session.session_id] = protocol

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.rtmp.test_fuzz -*-
 """
-Fuzz targets over every parser a peer feeds, shared by the property tests in
+Fuzz targets over every parser a peer feeds (and the RTMPT tunnel rules and
+the first-bytes dispatch), shared by the property tests in
 ``tests/rtmp/test_fuzz.py`` and the long run in ``bench/fuzz.py``.
 
 Each target takes arbitrary bytes and must either succeed or raise a
@@ -27,6 +28,9 @@ from flashstream.rtmp.sharedobject import (
     decode_shared_object,
     encode_shared_object,
 )
+from flashstream.rtmp.tunnel import Command as TunnelCommand
+from flashstream.rtmp.tunnel import TunnelLimits, TunnelSession
+from flashstream.sniff import Kind, classify
 from tests.helpers import (
     AAC_SEQUENCE_HEADER,
     AVC_SEQUENCE_HEADER,
@@ -169,6 +173,42 @@ def connection(data: bytes) -> None:
         server.data_to_send()
 
 
+_TUNNEL_LIMITS = TunnelLimits(
+    max_reorder=4, reorder_timeout=1.0, max_response_body=64, write_buffer_high=256
+)
+
+
+def tunnel(data: bytes) -> None:
+    """RTMPT requests (command, sequence number, seconds since the last) on one session.
+
+    Each 4 bytes are one request.  The tunnel rules must hold whatever the
+    client sends: at most ``max_reorder`` requests held, every body delivered
+    at most once and in sequence order, answers never over
+    ``max_response_body`` bytes plus the polling byte.
+    """
+    commands_ = (TunnelCommand.SEND, TunnelCommand.IDLE, TunnelCommand.CLOSE)
+    session = TunnelSession("fuzz", 0.0, _TUNNEL_LIMITS)
+    now = 0.0
+    delivered: list[int] = []
+    for i in range(0, len(data) - 3, 4):
+        command = commands_[data[i] % 3]
+        seq = int.from_bytes(data[i + 1 : i + 3], "big")
+        now += data[i + 3] / 64
+        delivery = session.receive(command, seq, seq.to_bytes(2, "big"), now)
+        delivered += [int.from_bytes(body, "big") for body in delivery.bodies]
+        assert session.sequencer.held <= _TUNNEL_LIMITS.max_reorder, session.sequencer.held
+        session.queue(bytes(data[i + 3]))
+        answer = session.answer()
+        assert 1 <= len(answer) <= _TUNNEL_LIMITS.max_response_body + 1, len(answer)
+    assert delivered == sorted(set(delivered)), delivered
+
+
+def first_bytes(data: bytes) -> None:
+    """The first-bytes dispatch of a shared port, on every prefix of ``data``."""
+    for end in range(min(len(data), 16) + 1):
+        assert isinstance(classify(data[:end]), Kind)
+
+
 #: Every target by name.
 TARGETS: dict[str, Target] = {
     "handshake": handshake,
@@ -179,6 +219,8 @@ TARGETS: dict[str, Target] = {
     "shared_object": shared_object,
     "control": control,
     "connection": connection,
+    "tunnel": tunnel,
+    "first_bytes": first_bytes,
 }
 
 
@@ -206,6 +248,11 @@ def _seeds() -> dict[str, list[bytes]]:
         "shared_object": [b"\x01" + encode_shared_object(so_message)],
         "control": [b"\x00\x00\x00\x10\x00", b"\x03\x00\x06\x00\x00\x00\x01\x00\x00\x00\x0a"],
         "connection": [b"\x80" + SESSION, b"\x10" + SESSION],
+        "tunnel": [
+            b"".join(bytes([i % 2, 0, i, 8]) for i in (0, 1, 3, 2, 4, 9, 5)),
+            b"".join(bytes([1, 0, i, 200]) for i in (0, 2, 1)),
+        ],
+        "first_bytes": [b"\x03", b"POST /open/1 HTTP/1.1\r\n", b"\x16\x03\x01", b"GE"],
     }
 
 

@@ -22,6 +22,7 @@ from flashstream.applications import LiveApplication
 from flashstream.config import ApplicationConfig
 from flashstream.hub import StreamHub
 from flashstream.protocol import RTMPServerFactory, RTMPServerProtocol
+from flashstream.rtmp.limits import Limits
 from flashstream.rtmp.tunnel import TunnelLimits
 from flashstream.rtmpt import RTMPTGateway, make_site
 from flashstream.web import WebRoot
@@ -31,12 +32,14 @@ from tests.helpers import AVC_SEQUENCE_HEADER, FlashClient, avc_keyframe, seeded
 class Server:
     """A hub, an RTMP factory and an RTMPT gateway on one Clock, behind StubTreq."""
 
-    def __init__(self, limits: TunnelLimits = TunnelLimits()) -> None:
+    def __init__(
+        self, limits: TunnelLimits = TunnelLimits(), rtmp_limits: Limits = Limits()
+    ) -> None:
         self.clock = Clock()
         self.hub = StreamHub()
         live = LiveApplication(ApplicationConfig("live", "live"), self.hub)
         self.factory = RTMPServerFactory(
-            self.hub, {"live": live}, self.clock, random_bytes=seeded_random(99)
+            self.hub, {"live": live}, self.clock, random_bytes=seeded_random(99), limits=rtmp_limits
         )
         self.gateway = RTMPTGateway(self.factory, self.clock, limits, seeded_random(5))
         self.root = WebRoot()
@@ -294,6 +297,17 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual(len(self.logged("accepted again")), 1)
         self.assertEqual(len(server.gateway.protocols), 3)
         self.assertEqual(clients[1].request("idle")[0], 200)
+
+    def test_connection_limits_apply_to_sessions(self) -> None:
+        """An /open past max_connections_per_address gets 503 and leaves no session behind."""
+        server = Server(rtmp_limits=Limits(max_connections_per_address=2))
+        clients = [TunnelClient(server) for _ in range(2)]
+        self.assertEqual(server.post("/open/1")[0], 503)
+        self.assertEqual(len(server.gateway.sessions), 2)
+        self.assertEqual(server.factory.refused["max_connections_per_address"], 1)
+        self.assertEqual(len(self.logged("Refusing a connection")), 1)
+        clients[0].request("close")
+        self.assertEqual(server.post("/open/1")[0], 200)
 
     def test_body_limit(self) -> None:
         """A /send body over max_request_body gets 413 and ends that session only."""
