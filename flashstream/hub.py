@@ -15,11 +15,19 @@ also across a publisher takeover (:meth:`StreamHub.replace_publisher`).
 
 The hub does no I/O.  A subscriber that raises is logged and dropped so one
 bad callee cannot corrupt the others.
+
+Writes are batched per publisher read: while :meth:`StreamHub.batch` is
+open (the RTMP adapter opens it around each ``dataReceived``), a player's
+:meth:`StreamHub.flush_soon` only notes its flush, and each noted flush runs
+once when the batch closes.  Several messages fanned out in one read thus
+reach each player's socket in one write.  Outside a batch a flush runs at
+once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import attrs
 from twisted.logger import Logger
@@ -135,6 +143,39 @@ class StreamHub:
         self.taps: list[Callable[[Publication, Message], None]] = []
         #: Publisher takeovers on this hub so far.
         self.takeovers = 0
+        #: Open :meth:`batch` blocks, and the flushes noted meanwhile (in order).
+        self._batching = 0
+        self._flushes: dict[Callable[[], None], None] = {}
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold :meth:`flush_soon` flushes until the outermost block ends."""
+        self._batching += 1
+        try:
+            yield
+        finally:
+            self._batching -= 1
+            if not self._batching:
+                self._run_flushes()
+
+    def flush_soon(self, flush: Callable[[], None]) -> None:
+        """Run ``flush`` when the current batch ends (now if there is none).
+
+        A flush noted several times in one batch runs once.
+        """
+        if self._batching:
+            self._flushes[flush] = None
+        else:
+            flush()
+
+    def _run_flushes(self) -> None:
+        while self._flushes:
+            flushes, self._flushes = self._flushes, {}
+            for flush in flushes:
+                try:
+                    flush()
+                except Exception:
+                    self._log.failure("Flush {flush!r} failed", flush=flush)
 
     def publications(self) -> list[Publication]:
         """Every stream being published now."""
@@ -274,7 +315,10 @@ class StreamHub:
             except Exception:
                 self._log.failure("Hub tap {tap!r} failed", tap=tap)
         for subscriber in list(publication.subscribers):
-            self._deliver(publication, subscriber, "media", message)
+            try:
+                subscriber.media(message)
+            except Exception:
+                self._failed(publication, subscriber, "media")
 
     def _deliver(
         self, publication: Publication, subscriber: ISubscriber, method: str, *args: object
@@ -282,14 +326,18 @@ class StreamHub:
         try:
             getattr(subscriber, method)(*args)
         except Exception:
-            self._log.failure(
-                "Subscriber {subscriber!r} of {app}/{name} failed in {method}; dropping it",
-                subscriber=subscriber,
-                app=publication.app,
-                name=publication.name,
-                method=method,
-            )
-            if subscriber in publication.subscribers:
-                publication.subscribers.remove(subscriber)
+            self._failed(publication, subscriber, method)
             return False
         return True
+
+    def _failed(self, publication: Publication, subscriber: ISubscriber, method: str) -> None:
+        """Log the exception being handled and drop the subscriber that raised it."""
+        self._log.failure(
+            "Subscriber {subscriber!r} of {app}/{name} failed in {method}; dropping it",
+            subscriber=subscriber,
+            app=publication.app,
+            name=publication.name,
+            method=method,
+        )
+        if subscriber in publication.subscribers:
+            publication.subscribers.remove(subscriber)

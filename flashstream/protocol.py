@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
@@ -43,6 +44,7 @@ from .rtmp.errors import RemoteProtocolError
 from .rtmp.limits import Limits
 from .rtmp.sharedobject import SharedObjectMessage
 from .streams import NetStream
+from .writethrough import can_write_through, write_through
 
 CONNECTION_DONE = Failure(ConnectionDone())
 _log = Logger()
@@ -237,6 +239,10 @@ class RTMPServerProtocol(Protocol):
         self._backlog = 0
         self._full_since: float | None = None
         self._dropped = False
+        #: Plain TCP: bytes go to the socket at once when nothing is queued.
+        self._direct = False
+        #: One bound method, so the hub notes this connection's flush once per batch.
+        self._flush_bound = self._flush
         self.host = "?"
         self.peer = "?"
         self.client_id = 0
@@ -276,6 +282,7 @@ class RTMPServerProtocol(Protocol):
             max_pending=factory.limits.max_pending_calls,
         )
         cast(IConsumer, self.transport).registerProducer(self, True)
+        self._direct = can_write_through(self.transport)
         self._timer = factory.reactor.callLater(factory.limits.handshake_timeout, self._tick)
 
     def dataReceived(self, data: bytes) -> None:
@@ -285,8 +292,10 @@ class RTMPServerProtocol(Protocol):
         self._last_input = self.factory.reactor.seconds()
         try:
             events = self.connection.receive_data(data)
-            for event in events:
-                self._handle(event)
+            # What this read fans out reaches each player in one write.
+            with self.factory.hub.batch():
+                for event in events:
+                    self._handle(event)
         except RemoteProtocolError as error:
             self._drop("protocol error: {error}", error=error)
             return
@@ -513,7 +522,7 @@ class RTMPServerProtocol(Protocol):
                 if not self._dropped and not self._check_backlog(size):
                     return  # dropped: these bytes are discarded
                 self._backlog += size
-            self._transport().writeSequence(out)
+            write_through(self._transport(), out, self._direct)
 
     def _drop(self, reason_format: str, *, quiet: bool = False, **fields: object) -> None:
         """Log why (a format string with ``fields``), send what is queued, close.
@@ -679,7 +688,12 @@ class RTMPServerProtocol(Protocol):
 
     def _on_stream_created(self, event: ev.StreamCreated) -> None:
         assert self.connection is not None
-        stream = NetStream(self.connection, event.stream_id, self._flush)
+        stream = NetStream(
+            self.connection,
+            event.stream_id,
+            self._flush,
+            flush_media=partial(self.factory.hub.flush_soon, self._flush_bound),
+        )
         stream.congested = self.is_congested
         stream.backlog_full = self.backlog_full
         self.streams[event.stream_id] = stream

@@ -33,11 +33,18 @@ class NetStream:
     _log = Logger()
 
     def __init__(
-        self, connection: ServerConnection, stream_id: int, flush: Callable[[], None]
+        self,
+        connection: ServerConnection,
+        stream_id: int,
+        flush: Callable[[], None],
+        flush_media: Callable[[], None] | None = None,
     ) -> None:
         self.connection = connection
         self.stream_id = stream_id
         self._flush = flush
+        #: How live media is flushed: by default at once; the adapter passes
+        #: :meth:`StreamHub.flush_soon` so one publisher read is one write.
+        self._flush_media = flush if flush_media is None else flush_media
         self.name = ""
         #: The ``?query`` of the last publish/play name (auth tokens), without ``?``.
         self.query = ""
@@ -131,12 +138,15 @@ class NetStream:
             self.ensure_started()
         state = self._blocked if self.backlog_full() else self._state
         out = self.gate.offer(share(message), state)
+        if not out:
+            return
+        send, stream_id, size = self.connection.send_shared, self.stream_id, 0
         for sent in out:
-            self.connection.send_shared(self.stream_id, share(sent))
-        if out:
-            self.messages_out += len(out)
-            self.bytes_out += sum(len(sent.payload) for sent in out)
-            self._flush()
+            send(stream_id, share(sent))
+            size += len(sent.payload)
+        self.messages_out += len(out)
+        self.bytes_out += size
+        self._flush_media()
 
     @property
     def receive_audio(self) -> bool:

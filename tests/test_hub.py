@@ -266,3 +266,59 @@ def test_backward_timestamps_reach_players_monotonic() -> None:
         hub.feed(publication, message)
     assert [m.timestamp for m in player.messages()] == [10000, 10040, 10080, 10120, 10160]
     assert publication.timeline.counts.rebased == 1
+
+
+def test_flush_soon_runs_at_once_outside_a_batch() -> None:
+    """Without an open batch a flush request runs immediately."""
+    hub = StreamHub()
+    runs: list[str] = []
+    hub.flush_soon(lambda: runs.append("a"))
+    assert runs == ["a"]
+
+
+def test_batch_runs_each_noted_flush_once_at_the_end() -> None:
+    """
+    Inside (nested) batches flushes wait; when the outermost batch ends each
+    distinct flush runs once, in the order first noted, and a flush noted
+    while the flushes run (a flush that feeds again) still runs.
+    """
+    hub = StreamHub()
+    runs: list[str] = []
+
+    def first() -> None:
+        runs.append("first")
+
+    def second() -> None:
+        runs.append("second")
+        if runs.count("second") == 1:
+            with hub.batch():
+                hub.flush_soon(first)
+
+    with hub.batch():
+        hub.flush_soon(first)
+        with hub.batch():
+            hub.flush_soon(second)
+            hub.flush_soon(first)
+        assert runs == []
+        hub.flush_soon(second)
+    assert runs == ["first", "second", "first"]
+
+
+class BatchTests(SynchronousTestCase):
+    """A flush that raises does not stop the others."""
+
+    def test_failing_flush_is_logged_and_the_others_run(self) -> None:
+        """The failure is logged; the other flushes of the batch still run."""
+        observer = EventLoggingObserver.createWithCleanup(cast(TestCase, self), globalLogPublisher)
+        hub = StreamHub()
+        runs: list[str] = []
+
+        def bad() -> None:
+            raise RuntimeError("boom")
+
+        with hub.batch():
+            hub.flush_soon(bad)
+            hub.flush_soon(lambda: runs.append("good"))
+        self.assertEqual(runs, ["good"])
+        self.assertEqual(len([e for e in observer if "log_failure" in e]), 1)
+        self.flushLoggedErrors(RuntimeError)

@@ -86,6 +86,9 @@ _ABORT = MessageType.ABORT.value
 
 # fmt 0 header after the basic header: timestamp(3) length(3) type(1), msid(4, LE).
 _FMT0_TAIL = struct.Struct(">BHBHB")
+# Whole fmt 1 and fmt 2 headers on a one-byte basic header (csid 2..63).
+_FMT1 = struct.Struct(">BBHBHB")
+_FMT2 = struct.Struct(">BBH")
 
 
 class _InStream:
@@ -441,14 +444,47 @@ class ChunkWriter:
         if st is None or st.msid != msid or timestamp < st.timestamp:
             if timestamp >= _EXTENDED:
                 return None
+            if st is None:
+                st = self._streams[csid] = _OutStream()
+            header = self._header(st, 0, csid, timestamp, length, type_id, msid)
+            st.delta = None
         else:
+            # One pass for the fan-out's common headers (fmt 1/2/3, no
+            # extended timestamp), the same choice _first_header makes.
             delta = timestamp - st.timestamp
-            if type_id != st.type_id or length != st.length or delta != st.delta:
+            if type_id != st.type_id or length != st.length:
                 if delta >= _EXTENDED:
                     return None
+                if csid < 64:
+                    st.ext = b""
+                    header = _FMT1.pack(
+                        0x40 | csid,
+                        delta >> 16,
+                        delta & 0xFFFF,
+                        length >> 16,
+                        length & 0xFFFF,
+                        type_id,
+                    )
+                else:
+                    header = self._header(st, 1, csid, delta, length, type_id, msid)
+            elif delta != st.delta:
+                if delta >= _EXTENDED:
+                    return None
+                if csid < 64:
+                    st.ext = b""
+                    header = _FMT2.pack(0x80 | csid, delta >> 16, delta & 0xFFFF)
+                else:
+                    header = self._header(st, 2, csid, delta, length, type_id, msid)
             elif st.ext:
                 return None
-        return self._first_header(csid, timestamp, length, type_id, msid)[0]
+            else:
+                header = _basic_header(3, csid)
+            st.delta = delta
+        st.msid = msid
+        st.type_id = type_id
+        st.length = length
+        st.timestamp = timestamp
+        return header
 
     def _first_header(
         self, csid: int, timestamp: int, length: int, type_id: int, msid: int

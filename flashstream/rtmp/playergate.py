@@ -31,6 +31,9 @@ from .prechunk import SharedMessage
 
 #: How an AMF0 ``onMetaData`` data message begins (string marker, length 10).
 _ON_METADATA = b"\x02\x00\x0aonMetaData"
+_AUDIO = int(MessageType.AUDIO)
+_VIDEO = int(MessageType.VIDEO)
+_DATA_AMF0 = int(MessageType.DATA_AMF0)
 
 
 def is_metadata(message: Message) -> bool:
@@ -63,6 +66,8 @@ class PlayerGate:
         self.cuts = 0
         self._latest: dict[str, Message] = {}
         self._sent: dict[str, bytes] = {}
+        #: Kinds whose latest header or metadata the player has not received.
+        self._behind: set[str] = set()
 
     def cut(self) -> None:
         """The player's stream was cut: video restarts on the next keyframe."""
@@ -72,6 +77,20 @@ class PlayerGate:
     def offer(self, message: Message, state: PlayerState) -> list[Message]:
         """Return what to send the player for ``message`` (possibly several, or none)."""
         type_id = message.type_id
+        if (
+            message.__class__ is SharedMessage
+            and not self.need_keyframe
+            and not self._behind
+            and (type_id == _AUDIO or type_id == _VIDEO)
+            and not message.sequence_header
+            and not message.keyframe
+            and state.receive_audio
+            and state.receive_video
+            and not state.paused
+            and not state.congested
+            and not state.backlog_full
+        ):
+            return [message]  # the common case: nothing to decide
         payload = message.payload
         if isinstance(message, SharedMessage):  # the hub worked these out once
             header, key = message.sequence_header, message.keyframe
@@ -114,16 +133,24 @@ class PlayerGate:
     ) -> list[Message]:
         self._latest[kind] = message
         if not wanted or state.paused or state.backlog_full:
+            if self._sent.get(kind) != message.payload:
+                self._behind.add(kind)
+            else:
+                self._behind.discard(kind)
             return []
         self._sent[kind] = message.payload
+        self._behind.discard(kind)
         return [message]
 
     def _catch_up(self, kinds: tuple[str, ...], message: Message) -> list[Message]:
+        if not self._behind:
+            return [message]
         out: list[Message] = []
         for kind in kinds:
             latest = self._latest.get(kind)
             if latest is not None and self._sent.get(kind) != latest.payload:
                 self._sent[kind] = latest.payload
+                self._behind.discard(kind)
                 out.append(attrs.evolve(latest, timestamp=message.timestamp))
         out.append(message)
         return out

@@ -13,6 +13,7 @@ from flashstream.rtmp import media
 from flashstream.rtmp.amf0 import ECMAArray
 from flashstream.rtmp.messages import Message, MessageType
 from flashstream.rtmp.playergate import PlayerGate, PlayerState, is_metadata
+from flashstream.rtmp.prechunk import share
 from tests.helpers import (
     AAC_SEQUENCE_HEADER,
     AVC_SEQUENCE_HEADER,
@@ -233,3 +234,30 @@ def test_every_cut_is_clean(script: list[tuple[str, PlayerState | None]]) -> Non
         if kind == "audio":
             wanted = state.receive_audio and not state.paused and not state.backlog_full
             assert (message in out) == wanted
+
+
+@given(steps)
+@settings(max_examples=300)
+def test_shared_messages_take_the_same_decisions(
+    script: list[tuple[str, PlayerState | None]],
+) -> None:
+    """
+    The hub offers :class:`SharedMessage` objects, which may take the gate's
+    fast path (inter frames and audio with nothing to decide); whatever the
+    sequence of messages, states and cuts, a gate offered shared messages
+    sends exactly what a gate offered the same plain messages sends, and its
+    record of headers the player lacks stays true.
+    """
+    plain, shared = PlayerGate(), PlayerGate()
+    for ts, (kind, state) in enumerate(script):
+        if state is None:
+            plain.cut()
+            shared.cut()
+            continue
+        message = build(kind, ts)
+        assert shared.offer(share(message), state) == plain.offer(message, state)
+        assert shared.need_keyframe == plain.need_keyframe
+        assert shared.dropped == plain.dropped
+        for gate in (plain, shared):
+            lacking = {k for k, m in gate._latest.items() if gate._sent.get(k) != m.payload}
+            assert gate._behind == lacking

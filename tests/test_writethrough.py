@@ -1,0 +1,131 @@
+"""
+Write-through (:mod:`flashstream.writethrough`): bytes go to the socket at
+once only while Twisted's queue is empty, the rest is queued in order, and
+anything but a plain TCP connection takes the ordinary path.  A real
+``socketpair`` stands in for the peer; the reactor is a MemoryReactor.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from twisted.internet import tcp
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactor, StringTransport
+
+from flashstream.writethrough import _unsent, can_write_through, write_through
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[tcp.Connection, socket.socket, MemoryReactor]]:
+    """A connected tcp.Connection over one end of a socketpair, and the other end."""
+    ours, peer = socket.socketpair()
+    reactor = MemoryReactor()
+    connection = tcp.Connection(ours, Protocol(), reactor)
+    connection.connected = True
+    yield connection, peer, reactor
+    ours.close()
+    peer.close()
+
+
+def _read_all(peer: socket.socket) -> bytes:
+    peer.setblocking(False)
+    out = b""
+    while True:
+        try:
+            data = peer.recv(1 << 20)
+        except BlockingIOError:
+            return out
+        if not data:
+            return out
+        out += data
+
+
+def test_only_plain_tcp_qualifies(
+    pair: tuple[tcp.Connection, socket.socket, MemoryReactor],
+) -> None:
+    """A tcp.Connection with a socket may write through; a StringTransport may not."""
+    connection, _, _ = pair
+    assert can_write_through(connection)
+    assert not can_write_through(StringTransport())
+
+
+def test_empty_queue_sends_at_once(
+    pair: tuple[tcp.Connection, socket.socket, MemoryReactor],
+) -> None:
+    """With nothing queued the pieces reach the peer now; the reactor is not involved."""
+    connection, peer, reactor = pair
+    write_through(connection, [b"head", b"body"], True)
+    assert _read_all(peer) == b"headbody"
+    assert connection._tempDataBuffer == []
+    assert connection not in reactor.getWriters()
+
+
+def test_queued_bytes_stay_in_front(
+    pair: tuple[tcp.Connection, socket.socket, MemoryReactor],
+) -> None:
+    """While Twisted has bytes queued, new pieces queue behind them (order kept)."""
+    connection, peer, _ = pair
+    connection.write(b"first ")
+    write_through(connection, [b"second"], True)
+    assert _read_all(peer) == b""
+    connection.doWrite()
+    assert _read_all(peer) == b"first second"
+
+
+def test_partial_send_queues_the_rest_in_order(
+    pair: tuple[tcp.Connection, socket.socket, MemoryReactor],
+) -> None:
+    """What the socket does not take is queued; the peer gets every byte once, in order."""
+    connection, peer, reactor = pair
+    pieces = [bytes([n]) * 300_000 for n in range(1, 5)]
+    write_through(connection, pieces, True)
+    assert connection._tempDataBuffer, "a socketpair buffer cannot take 1.2 MB"
+    assert connection in reactor.getWriters()
+    received = b""
+    for _ in range(10_000):
+        received += _read_all(peer)
+        if not connection.dataBuffer and not connection._tempDataBuffer:
+            break
+        connection.doWrite()
+    received += _read_all(peer)
+    assert received == b"".join(pieces)
+
+
+def test_not_direct_or_closing_takes_the_ordinary_path(
+    pair: tuple[tcp.Connection, socket.socket, MemoryReactor],
+) -> None:
+    """direct=False, or a connection being closed, only queues."""
+    connection, peer, _ = pair
+    write_through(connection, [b"a"], False)
+    assert connection._tempDataBuffer == [b"a"]
+    connection.doWrite()
+    connection.disconnecting = True
+    write_through(connection, [b"b"], True)
+    assert connection._tempDataBuffer == [b"b"]
+    assert _read_all(peer) == b"a"
+
+
+def test_string_transport_gets_the_pieces() -> None:
+    """Transports that cannot write through receive the pieces through writeSequence."""
+    transport = StringTransport()
+    write_through(transport, [b"x", b"y"], can_write_through(transport))
+    assert transport.value() == b"xy"
+
+
+@pytest.mark.parametrize(
+    ("sent", "rest"),
+    [
+        (0, [b"ab", b"cd", b"ef"]),
+        (1, [b"b", b"cd", b"ef"]),
+        (2, [b"cd", b"ef"]),
+        (3, [b"d", b"ef"]),
+        (5, [b"f"]),
+        (6, []),
+    ],
+)
+def test_unsent(sent: int, rest: list[bytes]) -> None:
+    """The pieces left after ``sent`` bytes went out, split mid-piece where needed."""
+    assert _unsent([b"ab", b"cd", b"ef"], sent) == rest
