@@ -513,16 +513,19 @@ class RTMPServerProtocol(Protocol):
         return cast(ITCPTransport, self.transport)
 
     def _flush(self) -> None:
-        if self.connection is None:
+        connection = self.connection
+        if connection is None:
             return
-        out = self.connection.data_to_send_sequence()
+        out = connection.data_to_send_sequence()
         if out:
-            if self._congested:
+            if self._congested:  # the backlog is checked once per write, not per message
                 size = sum(map(len, out))
                 if not self._dropped and not self._check_backlog(size):
                     return  # dropped: these bytes are discarded
                 self._backlog += size
-            write_through(self._transport(), out, self._direct)
+            transport = self.transport
+            assert transport is not None
+            write_through(transport, out, self._direct)
 
     def _drop(self, reason_format: str, *, quiet: bool = False, **fields: object) -> None:
         """Log why (a format string with ``fields``), send what is queued, close.

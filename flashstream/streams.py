@@ -23,7 +23,7 @@ from .rtmp import messages as msg
 from .rtmp.connection import ServerConnection
 from .rtmp.messages import Message
 from .rtmp.playergate import PlayerGate, PlayerState
-from .rtmp.prechunk import share
+from .rtmp.prechunk import SharedMessage, share
 
 
 @implementer(ISubscriber)
@@ -137,12 +137,14 @@ class NetStream:
         if self.pending_start is not None:
             self.ensure_started()
         state = self._blocked if self.backlog_full() else self._state
-        out = self.gate.offer(share(message), state)
+        if message.__class__ is not SharedMessage:  # the hub shares; others may not
+            message = share(message)
+        out = self.gate.offer(message, state)
         if not out:
             return
         send, stream_id, size = self.connection.send_shared, self.stream_id, 0
         for sent in out:
-            send(stream_id, share(sent))
+            send(stream_id, sent if sent.__class__ is SharedMessage else share(sent))
             size += len(sent.payload)
         self.messages_out += len(out)
         self.bytes_out += size

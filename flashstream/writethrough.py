@@ -71,9 +71,9 @@ def write_through(transport: ITransport, pieces: Sequence[bytes], direct: bool) 
             except OSError:
                 sent = 0  # EAGAIN, or an error Twisted's doWrite will report
             if sent:
-                pieces = _unsent(pieces, sent)
-                if not pieces:
+                if sent == sum(map(len, pieces)):
                     return
+                pieces = _unsent(pieces, sent)
     transport.writeSequence(pieces)
 
 

@@ -75,6 +75,9 @@ CSID_STREAM = 5
 CSID_AUDIO = 6
 CSID_VIDEO = 7
 
+#: The chunk stream each fanned-out message type goes on (others: CSID_STREAM).
+_MEDIA_CSIDS = {int(MessageType.AUDIO): CSID_AUDIO, int(MessageType.VIDEO): CSID_VIDEO}
+
 #: Commands that are answers to our own calls, never answered with ``_error``.
 RESPONSE_COMMANDS = frozenset({"_result", "_error"})
 
@@ -647,19 +650,16 @@ class ServerConnection:
         if self._state is State.HANDSHAKE:
             raise LocalProtocolError("cannot send messages before the handshake completes")
         type_id = message.type_id
-        if type_id == MessageType.AUDIO:
-            csid = CSID_AUDIO
-        elif type_id == MessageType.VIDEO:
-            csid = CSID_VIDEO
-        else:
-            csid = CSID_STREAM
+        csid = _MEDIA_CSIDS.get(type_id, CSID_STREAM)
         writer = self._writer
         payload = message.payload
         header = writer.first_header(csid, message.timestamp, len(payload), type_id, stream_id)
         if header is None:
             self.send_media(stream_id, type_id, message.timestamp, payload)
             return
-        body = message.body(writer.chunk_size, csid)
+        # The hot path of the fan-out: the cached body without two more calls.
+        chunk_size = writer._chunk_size
+        body = message._bodies.get((chunk_size, csid)) or message.body(chunk_size, csid)
         if self._ciphers.encrypted:  # RC4 state is per connection: nothing to share
             header = self._ciphers.encrypt.update(header)
             body = self._ciphers.encrypt.update(body)

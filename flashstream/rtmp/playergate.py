@@ -52,6 +52,16 @@ class PlayerState:
     congested: bool = False
     #: The send backlog limit is reached: nothing goes out.
     backlog_full: bool = False
+    #: Wants everything and can take it (the gate's fast path); derived.
+    plain: bool = attrs.field(init=False, eq=False, repr=False)
+
+    @plain.default
+    def _plain(self) -> bool:
+        return (
+            self.receive_audio
+            and self.receive_video
+            and not (self.paused or self.congested or self.backlog_full)
+        )
 
 
 class PlayerGate:
@@ -84,11 +94,7 @@ class PlayerGate:
             and (type_id == _AUDIO or type_id == _VIDEO)
             and not message.sequence_header
             and not message.keyframe
-            and state.receive_audio
-            and state.receive_video
-            and not state.paused
-            and not state.congested
-            and not state.backlog_full
+            and state.plain
         ):
             return [message]  # the common case: nothing to decide
         payload = message.payload
