@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import attrs
 from twisted.internet.address import IPv4Address
@@ -431,6 +432,38 @@ class LiveTests(ProtocolTestCase):
         publisher.video(80, avc_inter(2))
         self.assertEqual(player.video_payloads(), [avc_inter(1), avc_inter(2)])
         self.assertEqual(player.protocol.streams[player.stream_id].frames_dropped, 0)
+
+    def test_one_publisher_read_is_one_write_per_player(self) -> None:
+        """
+        Everything one publisher read fans out reaches each player in a
+        single ``writeSequence`` (the hub batch), in order.
+        """
+        publisher = self.publisher()
+        players = [self.peer(), self.peer()]
+        writes: list[list[int]] = [[], []]
+        for player, counts in zip(players, writes, strict=True):
+            player.play("cam")
+            player.client.clear()
+            sequence = player.transport.writeSequence
+
+            def counting(
+                pieces: list[bytes], sequence: Any = sequence, counts: list[int] = counts
+            ) -> None:
+                counts.append(len(pieces))
+                sequence(pieces)
+
+            player.transport.writeSequence = counting  # type: ignore[method-assign]
+        publisher.client.video(publisher.stream_id, 0, avc_keyframe(0))
+        publisher.client.audio(publisher.stream_id, 10, aac_frame(0))
+        publisher.client.video(publisher.stream_id, 40, avc_inter(1))
+        publisher.protocol.dataReceived(publisher.client.data_to_send())  # one read
+        for player, counts in zip(players, writes, strict=True):
+            self.assertEqual(len(counts), 1)
+            player.deliver()
+            self.assertEqual(
+                [m.payload for m in player.client.media()],
+                [avc_keyframe(0), aac_frame(0), avc_inter(1)],
+            )
 
     def test_receive_video_false(self) -> None:
         """receiveVideo(false) stops video (audio continues); true restarts at a keyframe."""

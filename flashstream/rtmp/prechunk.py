@@ -12,8 +12,8 @@ for every player using that chunk size and csid, whatever its message stream
 id and timestamps; only the first chunk header differs per player, and
 :meth:`~flashstream.rtmp.chunks.ChunkWriter.first_header` builds it (a few
 bytes).  Players then queue ``[header, body]`` and the adapter hands both to
-``transport.writeSequence``: no per-player Python work proportional to the
-payload size.
+the socket (one ``sendmsg``) or to ``transport.writeSequence``: no per-player
+Python work proportional to the payload size.
 
 The one case the body cannot be shared is a first header carrying an
 extended timestamp (a fmt 0 timestamp or fmt 1/2 delta of 0xFFFFFF or more),
