@@ -369,26 +369,28 @@ class RTMPServerProtocol(Protocol):
         return self._backlog
 
     def backlog_full(self) -> bool:
-        """True while ``max_send_backlog`` bytes or more wait to be sent.
+        """True while half of ``max_send_backlog`` or more waits to be sent.
 
-        Players then skip video to the next keyframe.
+        Players then skip video to the next keyframe, so the backlog stays
+        under ``max_send_backlog`` (the hard cap, see :meth:`_check_backlog`).
         """
-        return self._congested and self.send_backlog() >= self.factory.limits.max_send_backlog
+        return self._congested and self.send_backlog() >= self.factory.limits.max_send_backlog // 2
 
     def _check_backlog(self, adding: int) -> bool:
         """Before writing ``adding`` bytes to a congested transport: drop a
-        player that would pass twice ``max_send_backlog`` or that stayed past
-        it for ``slow_player_timeout`` seconds.  False if it was dropped."""
+        player that would pass ``max_send_backlog`` or that stayed past half of
+        it (skipping video) for ``slow_player_timeout`` seconds.  False if it
+        was dropped."""
         limits = self.factory.limits
         backlog = self.send_backlog()
-        if backlog + adding > 2 * limits.max_send_backlog:
+        if backlog + adding > limits.max_send_backlog:
             self._drop(
                 "too far behind ({backlog} bytes waiting, limit {limit})",
                 backlog=backlog + adding,
-                limit=2 * limits.max_send_backlog,
+                limit=limits.max_send_backlog,
             )
             return False
-        if backlog < limits.max_send_backlog:
+        if backlog < limits.max_send_backlog // 2:
             self._full_since = None
             return True
         now = self.factory.reactor.seconds()

@@ -856,23 +856,24 @@ class RTMPETests(ProtocolTestCase):
 class SlowPlayerTests(ProtocolTestCase):
     """A player that cannot keep up skips video, then is dropped; nobody else notices."""
 
-    limits = Limits(max_send_backlog=1000, slow_player_timeout=5.0)
+    #: Video skips past 1000 bytes waiting (half the cap); the cap is 2000.
+    limits = Limits(max_send_backlog=2000, slow_player_timeout=5.0)
 
     def slow_player(self) -> tuple[Peer, Peer]:
-        """A publisher and a player whose transport holds more than max_send_backlog."""
+        """A publisher and a player whose transport holds more than half of max_send_backlog."""
         publisher = self.publisher()
         player = self.peer()
         player.play("cam")
         publisher.video(0, avc_keyframe(0))
         player.client.clear()
         player.protocol.pauseProducing()
-        # 1200 bytes now wait to be sent: past max_send_backlog.
+        # 1200 bytes now wait to be sent: past half of max_send_backlog.
         publisher.video(40, avc_inter(1) + bytes(1200))
         player.client.clear()
         return publisher, player
 
     def test_backlogged_player_skips_video_to_next_keyframe(self) -> None:
-        """Past max_send_backlog video is skipped (keyframes too), audio continues;
+        """Past half of max_send_backlog video is skipped (keyframes too), audio continues;
         once drained, video restarts at the next keyframe."""
         publisher, player = self.slow_player()
         other = self.peer()
@@ -923,8 +924,8 @@ class SlowPlayerTests(ProtocolTestCase):
         self.assertTrue(player.connected)
         self.assertEqual(self.formats("Dropping"), [])
 
-    def test_backlog_never_passes_twice_the_limit(self) -> None:
-        """Bytes that would take the backlog past twice the limit drop the player instead."""
+    def test_backlog_never_passes_the_cap(self) -> None:
+        """Bytes that would take the backlog past max_send_backlog drop the player instead."""
         publisher, player = self.slow_player()
         written = len(player.transport.value())
         publisher.audio(50, aac_frame(1) + bytes(900))

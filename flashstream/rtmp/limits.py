@@ -37,12 +37,13 @@ class Limits:
     ping_interval: float = 30.0
     #: Seconds of silence after which a peer is considered dead.
     idle_timeout: float = 60.0
-    #: Outbound bytes a player may have waiting (enforced by the adapter):
-    #: past this its video skips to the next keyframe (audio, data and codec
-    #: headers continue); past twice this it is dropped.
-    max_send_backlog: int = 2 * 1024 * 1024
-    #: Seconds a player may stay past ``max_send_backlog`` before it is
-    #: dropped as too far behind (enforced by the adapter).
+    #: Outbound bytes a player may have waiting, a hard cap (enforced by the
+    #: adapter): past half of it video skips to the next keyframe (audio,
+    #: data and codec headers continue); a write that would pass it drops
+    #: the player.
+    max_send_backlog: int = 4 * 1024 * 1024
+    #: Seconds a player may stay past half of ``max_send_backlog`` before it
+    #: is dropped as too far behind (enforced by the adapter).
     slow_player_timeout: float = 30.0
     #: Most events in one shared object message (type 16/19).
     max_so_events: int = 4096
