@@ -761,18 +761,32 @@ class RTMPServerProtocol(Protocol):
         def refused(failure: Failure) -> None:
             if not self._settled(event.stream_id, deferred) or self.stream_mode(stream) is None:
                 return
-            code, description = self._refusal(failure, "NetStream.Publish.Denied", "publish")
-            self._log.info(
-                "{peer} may not publish {app}/{name}: {why}",
-                peer=self.peer,
-                app=self.app_name,
-                name=event.name,
-                why=description,
+            self._report_refusal(
+                event, failure, "NetStream.Publish.Denied", "publish", "may not publish"
             )
-            connection.send_status(event.stream_id, "error", code, description, details=event.name)
-            self._flush()
 
         deferred.addCallbacks(accepted, refused)
+
+    def _report_refusal(
+        self,
+        event: ev.PublishRequested | ev.PlayRequested,
+        failure: Failure,
+        default_code: str,
+        action: str,
+        verb: str,
+    ) -> None:
+        """Tell the client (onStatus error) and the log why a publish/play was refused."""
+        assert self.connection is not None
+        code, description = self._refusal(failure, default_code, action)
+        self._log.info(
+            "{peer} " + verb + " {app}/{name}: {why}",
+            peer=self.peer,
+            app=self.app_name,
+            name=event.name,
+            why=description,
+        )
+        self.connection.send_status(event.stream_id, "error", code, description, details=event.name)
+        self._flush()
 
     def silent_for(self) -> float:
         """Seconds since this peer last sent anything (takeover asks)."""
@@ -826,16 +840,7 @@ class RTMPServerProtocol(Protocol):
             stream.pending_start = None
             if not self._settled(event.stream_id, deferred) or self.stream_mode(stream) is None:
                 return
-            code, description = self._refusal(failure, "NetStream.Play.Failed", "play")
-            self._log.info(
-                "{peer} cannot play {app}/{name}: {why}",
-                peer=self.peer,
-                app=self.app_name,
-                name=event.name,
-                why=description,
-            )
-            connection.send_status(event.stream_id, "error", code, description, details=event.name)
-            self._flush()
+            self._report_refusal(event, failure, "NetStream.Play.Failed", "play", "cannot play")
 
         deferred.addCallbacks(accepted, refused)
 
