@@ -179,9 +179,16 @@ def running_server(
 
 
 def ffmpeg_publish_args(
-    url: str, seconds: float, size: str = "320x240", rate: int = 25
+    url: str,
+    seconds: float,
+    size: str = "320x240",
+    rate: int = 25,
+    video_args: Sequence[str] = (),
 ) -> list[str]:
-    """An ffmpeg command publishing H.264 + AAC testsrc at real time to ``url``."""
+    """An ffmpeg command publishing H.264 + AAC testsrc at real time to ``url``.
+
+    ``video_args`` go after the H.264 settings (e.g. a bitrate to hold).
+    """
     return [
         require_tool("ffmpeg"),
         "-hide_banner",
@@ -206,6 +213,7 @@ def ffmpeg_publish_args(
         "zerolatency",
         "-g",
         str(rate),
+        *video_args,
         "-pix_fmt",
         "yuv420p",
         "-c:a",

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .interop_kit import FlashstreamServer, require_tool, running_server
+from .interop_kit import FlashstreamServer, ffmpeg_publish_args, require_tool, running_server
 
 ADMIN_TOKEN = "interop-admin-token-0123456789"
 
@@ -101,43 +101,15 @@ def flv_tags(data: bytes) -> list[tuple[int, int]]:
 
 def publish_args(url: str, seconds: float, video_kbps: int) -> list[str]:
     """ffmpeg publishing 320x240 25 fps H.264 held near ``video_kbps`` plus 64k AAC."""
-    return [
-        require_tool("ffmpeg"),
-        "-hide_banner",
-        "-v",
-        "error",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=44100",
-        "-t",
-        str(seconds),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-        "-g",
-        "25",
-        "-b:v",
-        f"{video_kbps}k",
-        "-maxrate",
-        f"{video_kbps}k",
-        "-bufsize",
-        f"{video_kbps // 2}k",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "64k",
-        "-f",
-        "flv",
+    return ffmpeg_publish_args(
         url,
-    ]
+        seconds,
+        video_args=(
+            "-b:v",
+            f"{video_kbps}k",
+            "-maxrate",
+            f"{video_kbps}k",
+            "-bufsize",
+            f"{video_kbps // 2}k",
+        ),
+    )
