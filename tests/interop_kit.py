@@ -226,6 +226,31 @@ def ffmpeg_publish_args(
     ]
 
 
+def ffmpeg_play_args(
+    url: str, seconds: float | None = None, extra: Sequence[str] = ()
+) -> list[str]:
+    """An ffmpeg player of ``url`` writing framecrc lines to stdout.
+
+    ``-xerror`` makes any decoding error fail the process; ``extra`` input
+    options go before ``-i``; ``seconds`` bounds the output duration.
+    """
+    duration = ["-t", str(seconds)] if seconds is not None else []
+    return [
+        require_tool("ffmpeg"),
+        "-hide_banner",
+        "-v",
+        "error",
+        "-xerror",
+        *extra,
+        "-i",
+        url,
+        *duration,
+        "-f",
+        "framecrc",
+        "-",
+    ]
+
+
 def start(args: Sequence[str]) -> subprocess.Popen[str]:
     """Start a client process with captured output."""
     return subprocess.Popen(

@@ -18,6 +18,7 @@ import pytest
 
 from .interop_kit import (
     FlashstreamServer,
+    ffmpeg_play_args,
     ffmpeg_publish_args,
     finish,
     require_tool,
@@ -45,21 +46,7 @@ def wait_published(server: FlashstreamServer, name: str, mark: int) -> None:
 
 def decode_frames(url: str, seconds: float, extra: tuple[str, ...] = ()) -> tuple[int, int, str]:
     """Play ``url`` with ffmpeg for ``seconds``; return (video, audio) frame counts and stderr."""
-    args = [
-        require_tool("ffmpeg"),
-        "-hide_banner",
-        "-v",
-        "error",
-        "-xerror",
-        *extra,
-        "-i",
-        url,
-        "-t",
-        str(seconds),
-        "-f",
-        "framecrc",
-        "-",
-    ]
+    args = ffmpeg_play_args(url, seconds, extra)
     code, out, err = finish(start(args), timeout=seconds + 25)
     assert code == 0, f"ffmpeg player failed ({code}):\n{err}"
     video = sum(1 for line in out.splitlines() if line.startswith("0,"))

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.interop_kit import (
+    ffmpeg_play_args,
     ffmpeg_publish_args,
     finish,
-    require_tool,
     running_server,
     start,
     stop_process,
@@ -26,24 +26,6 @@ from tests.socket_peer import TRANSPORTS, SocketPeer
 pytestmark = pytest.mark.interop
 
 IDLE = 2.0
-
-
-def player_args(url: str, seconds: float) -> list[str]:
-    """An ffmpeg player decoding ``seconds`` of ``url`` (-xerror: any decoding error fails)."""
-    return [
-        require_tool("ffmpeg"),
-        "-hide_banner",
-        "-v",
-        "error",
-        "-xerror",
-        "-i",
-        url,
-        "-t",
-        str(seconds),
-        "-f",
-        "framecrc",
-        "-",
-    ]
 
 
 def test_stopped_publisher_is_taken_over_and_the_player_keeps_decoding(tmp_path: Path) -> None:
@@ -61,7 +43,7 @@ def test_stopped_publisher_is_taken_over_and_the_player_keeps_decoding(tmp_path:
         url = server.url("live", "switch")
         old = start(ffmpeg_publish_args(url, seconds=40))
         server.wait_for(r"Publishing live/switch\b", timeout=15, start=mark)
-        player = start(player_args(url, 8))
+        player = start(ffmpeg_play_args(url, 8))
         server.wait_for(r"plays live/switch", timeout=15, start=mark)
         time.sleep(2.0)  # the player decodes the first publisher for a while
         os.kill(old.pid, signal.SIGSTOP)  # our own ffmpeg, by pid: dead without a FIN
@@ -115,7 +97,7 @@ def test_sighup_reload_keeps_unchanged_players_and_refuses_broken_files(tmp_path
         mark = server.mark()
         publisher = start(ffmpeg_publish_args(server.url("studio", "cam"), seconds=30))
         server.wait_for(r"Publishing studio/cam\b", timeout=15, start=mark)
-        player = start(player_args(server.url("studio", "cam"), 6))
+        player = start(ffmpeg_play_args(server.url("studio", "cam"), 6))
         server.wait_for(r"plays studio/cam", timeout=15, start=mark)
         assert server.process is not None
         config.write_text(RELOADED)

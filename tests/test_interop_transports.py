@@ -26,6 +26,7 @@ import pytest
 
 from .interop_kit import (
     FlashstreamServer,
+    ffmpeg_play_args,
     ffmpeg_publish_args,
     finish,
     require_tool,
@@ -93,22 +94,7 @@ def publish(ports: Ports, transport: str, name: str, seconds: float) -> subproce
 
 def ffmpeg_play(url: str, seconds: float) -> subprocess.Popen[str]:
     """Start an ffmpeg player decoding ``seconds`` of ``url`` to framecrc."""
-    return start(
-        [
-            require_tool("ffmpeg"),
-            "-hide_banner",
-            "-v",
-            "error",
-            "-xerror",
-            "-i",
-            url,
-            "-t",
-            str(seconds),
-            "-f",
-            "framecrc",
-            "-",
-        ]
-    )
+    return start(ffmpeg_play_args(url, seconds))
 
 
 def frames(process: subprocess.Popen[str], seconds: float) -> tuple[int, int]:
