@@ -251,6 +251,14 @@ def ffmpeg_play_args(
     ]
 
 
+def assert_flv_decodes(path: Path, min_video: int = 50, min_audio: int = 80) -> None:
+    """A saved file decodes with ffmpeg (-xerror), no errors, with enough video and audio."""
+    code, out, err = finish(start(ffmpeg_play_args(str(path))), timeout=30)
+    assert code == 0 and err == "", err
+    assert sum(1 for line in out.splitlines() if line.startswith("0,")) >= min_video
+    assert sum(1 for line in out.splitlines() if line.startswith("1,")) >= min_audio
+
+
 def start(args: Sequence[str]) -> subprocess.Popen[str]:
     """Start a client process with captured output."""
     return subprocess.Popen(
