@@ -194,6 +194,9 @@ class Config:
     limits: Limits = Limits()
     #: Our outgoing chunk size.
     chunk_size: int = 4096
+    #: Group live players in the same state (one chunking and one write per
+    #: publisher read for all of them, :mod:`flashstream.lockstep`).
+    lockstep_fanout: bool = True
     #: Where persistent shared objects are stored (one folder per application).
     shared_objects_dir: Path = Path("sharedobjects")
     api: ApiConfig = ApiConfig()
@@ -467,12 +470,15 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
     if bad:
         raise ConfigError(f"media: unknown keys {sorted(bad)}")
     rtmp = _table(data, "rtmp", "")
-    bad = set(rtmp) - {"chunk_size"}
+    bad = set(rtmp) - {"chunk_size", "lockstep_fanout"}
     if bad:
         raise ConfigError(f"rtmp: unknown keys {sorted(bad)}")
     chunk_size = rtmp.get("chunk_size", 4096)
     if not isinstance(chunk_size, int) or not 128 <= chunk_size <= 0xFFFFFF:
         raise ConfigError("rtmp.chunk_size must be an integer from 128 to 16777215")
+    lockstep_fanout = rtmp.get("lockstep_fanout", True)
+    if not isinstance(lockstep_fanout, bool):
+        raise ConfigError("rtmp.lockstep_fanout must be true or false")
 
     sniff_timeout = listeners.get("sniff_timeout", 10.0)
     if isinstance(sniff_timeout, bool) or not isinstance(sniff_timeout, (int, float)):
@@ -497,6 +503,7 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
         applications=_applications(_table(data, "applications", "")),
         limits=_limits(_table(data, "limits", "")),
         chunk_size=chunk_size,
+        lockstep_fanout=lockstep_fanout,
         shared_objects_dir=path("shared_objects") or Path("sharedobjects"),
         api=_api(_table(data, "api", "")),
         tracking=_tracking(_table(data, "tracking", ""), base),

@@ -22,17 +22,26 @@ open (the RTMP adapter opens it around each ``dataReceived``), a player's
 once when the batch closes.  Several messages fanned out in one read thus
 reach each player's socket in one write.  Outside a batch a flush runs at
 once.
+
+Players in the same state go further (:mod:`flashstream.lockstep`): a
+publication's :class:`~flashstream.lockstep.LockstepGroup` builds each audio
+and video message's chunks once for all its members and writes them once
+per batch; only *loose* subscribers (recorders, HTTP-FLV, players whose gate
+has something to decide) get :meth:`~ISubscriber.media` calls.  After each
+batch the hub regroups loose players that caught up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import attrs
 from twisted.logger import Logger
 
 from .interfaces import ISubscriber
+from .lockstep import LockstepGroup, LockstepMember
 from .rtmp import media
 from .rtmp.messages import Message, MessageType
 from .rtmp.prechunk import SharedMessage, share
@@ -75,6 +84,11 @@ class Publication:
     takeovers: int = 0
     #: Per-track timestamp correction, kept across publisher takeovers.
     timeline: Timeline = attrs.field(init=False)
+    #: Subscribers the hub hands each message (those not in a group).
+    loose: dict[ISubscriber, None] = attrs.Factory(dict)
+    #: Lockstep groups of players (usually one).
+    groups: list[LockstepGroup] = attrs.Factory(list)
+    _candidates: set[object] = attrs.Factory(set)
 
     @timeline.default
     def _new_timeline(self) -> Timeline:
@@ -129,14 +143,90 @@ class Publication:
         self.gop = []
         self.gop_bytes = 0
 
+    # -- subscribers and lockstep groups -------------------------------------
+
+    def add(self, subscriber: ISubscriber) -> None:
+        """Subscribe ``subscriber`` (loose until :meth:`regroup`)."""
+        self.subscribers.append(subscriber)
+        self.loose[subscriber] = None
+        if isinstance(subscriber, LockstepMember):
+            self._candidates.add(subscriber)
+
+    def remove(self, subscriber: ISubscriber) -> None:
+        """Unsubscribe ``subscriber`` (leaving its group first)."""
+        if subscriber in self._candidates:
+            group = cast(LockstepMember, subscriber).lockstep
+            if group is not None:
+                group.leave(cast(LockstepMember, subscriber))
+            self._candidates.discard(subscriber)
+        self.loose.pop(subscriber, None)
+        if subscriber in self.subscribers:
+            self.subscribers.remove(subscriber)
+
+    def remove_all(self) -> list[ISubscriber]:
+        """Unsubscribe everyone; return who was subscribed, in order."""
+        self.dissolve()
+        subscribers, self.subscribers = self.subscribers, []
+        self.loose = {}
+        self._candidates = set()
+        return subscribers
+
+    def dissolve(self) -> None:
+        """Every group's members become loose (their unsent chunks queued)."""
+        groups, self.groups = self.groups, []
+        for group in groups:
+            group.dissolve()
+
+    def _loosen(self, member: LockstepMember) -> None:
+        if member in self._candidates:
+            self.loose[cast(ISubscriber, member)] = None
+
+    def regroup(self) -> None:
+        """Merge groups in the same state; let loose players that can join one.
+
+        Runs between batches, when no group holds unsent chunks.
+        """
+        by_key: dict[tuple[object, ...], LockstepGroup] = {}
+        groups: list[LockstepGroup] = []
+        for group in self.groups:
+            if not group.members:
+                continue
+            if not group.idle:
+                groups.append(group)
+                continue
+            key = group.key()
+            same = by_key.get(key)
+            if same is None:
+                by_key[key] = group
+                groups.append(group)
+            else:
+                same.merge(group)
+        candidates = self._candidates
+        for subscriber in list(self.loose):
+            if subscriber not in candidates:
+                continue
+            member = cast(LockstepMember, subscriber)
+            wanted = member.lockstep_key()
+            if wanted is None:
+                continue
+            joining = by_key.get(wanted)
+            if joining is None:
+                joining = by_key[wanted] = LockstepGroup(wanted, self._loosen)
+                groups.append(joining)
+            del self.loose[subscriber]
+            joining.join(member)
+        self.groups = groups
+
 
 class StreamHub:
     """Publish, subscribe and fan out live streams by (app, name)."""
 
     _log = Logger()
 
-    def __init__(self, limits: HubLimits = HubLimits()) -> None:
+    def __init__(self, limits: HubLimits = HubLimits(), *, lockstep: bool = True) -> None:
         self.limits = limits
+        #: Whether players in the same state are grouped (:mod:`flashstream.lockstep`).
+        self.lockstep = lockstep
         self._publications: dict[tuple[str, str], Publication] = {}
         self._waiting: dict[tuple[str, str], list[ISubscriber]] = {}
         #: Called with every message a publisher feeds (QoS reads codecs and rates).
@@ -146,6 +236,7 @@ class StreamHub:
         #: Open :meth:`batch` blocks, and the flushes noted meanwhile (in order).
         self._batching = 0
         self._flushes: dict[Callable[[], None], None] = {}
+        self._regroups: dict[Publication, None] = {}
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -169,13 +260,28 @@ class StreamHub:
             flush()
 
     def _run_flushes(self) -> None:
-        while self._flushes:
+        while self._flushes or self._regroups:
             flushes, self._flushes = self._flushes, {}
             for flush in flushes:
                 try:
                     flush()
                 except Exception:
                     self._log.failure("Flush {flush!r} failed", flush=flush)
+            if not self._flushes:
+                regroups, self._regroups = self._regroups, {}
+                for publication in regroups:
+                    self._regroup(publication)
+
+    def _regroup(self, publication: Publication) -> None:
+        try:
+            publication.regroup()
+        except Exception:
+            self._log.failure(
+                "Regrouping the players of {app}/{name} failed",
+                app=publication.app,
+                name=publication.name,
+            )
+            publication.dissolve()
 
     def publications(self) -> list[Publication]:
         """Every stream being published now."""
@@ -195,7 +301,7 @@ class StreamHub:
         self._log.info("Publishing {app}/{name}", app=app, name=name)
         waiting = self._waiting.pop(key, [])
         for subscriber in waiting:
-            publication.subscribers.append(subscriber)
+            publication.add(subscriber)
             self._deliver(publication, subscriber, "stream_started", True)
         return publication
 
@@ -223,8 +329,7 @@ class StreamHub:
             wraps=counts.wraps,
             takeovers=publication.takeovers,
         )
-        subscribers, publication.subscribers = publication.subscribers, []
-        for subscriber in subscribers:
+        for subscriber in publication.remove_all():
             if self._deliver(publication, subscriber, "stream_ended"):
                 self._waiting.setdefault(key, []).append(subscriber)
 
@@ -243,6 +348,7 @@ class StreamHub:
         publication.timeline.new_source()
         publication.metadata = publication.video_header = publication.audio_header = None
         publication._clear_gop()
+        publication.dissolve()
         self._log.info(
             "Publisher of {app}/{name} replaced ({old!r} by {new!r}); "
             "{count} players continue (takeover {takeovers})",
@@ -266,7 +372,7 @@ class StreamHub:
         if publication is None:
             self._waiting.setdefault((app, name), []).append(subscriber)
             return False
-        publication.subscribers.append(subscriber)
+        publication.add(subscriber)
         if self._deliver(publication, subscriber, "stream_started", False):
             for message in publication.startup_messages():
                 if not self._deliver(publication, subscriber, "media", message):
@@ -276,8 +382,8 @@ class StreamHub:
     def unsubscribe(self, app: str, name: str, subscriber: ISubscriber) -> None:
         """Stop delivering ``app/name`` to ``subscriber`` (waiting or live)."""
         publication = self._publications.get((app, name))
-        if publication is not None and subscriber in publication.subscribers:
-            publication.subscribers.remove(subscriber)
+        if publication is not None:
+            publication.remove(subscriber)
         waiting = self._waiting.get((app, name))
         if waiting and subscriber in waiting:
             waiting.remove(subscriber)
@@ -314,11 +420,29 @@ class StreamHub:
                 tap(publication, message)
             except Exception:
                 self._log.failure("Hub tap {tap!r} failed", tap=tap)
-        for subscriber in list(publication.subscribers):
+        if publication.groups:
+            if (
+                message.__class__ is SharedMessage
+                and not cast(SharedMessage, message).sequence_header
+            ):
+                for group in list(publication.groups):
+                    if group.add(cast(SharedMessage, message)):
+                        self.flush_soon(group.flush)
+                    else:  # its members take this one (and go on) alone
+                        publication.groups.remove(group)
+                        group.dissolve()
+            else:
+                publication.dissolve()
+        for subscriber in list(publication.loose):
             try:
                 subscriber.media(message)
             except Exception:
                 self._failed(publication, subscriber, "media")
+        if self.lockstep and publication.loose and publication._candidates:
+            if self._batching:
+                self._regroups[publication] = None
+            else:
+                self._regroup(publication)
 
     def _deliver(
         self, publication: Publication, subscriber: ISubscriber, method: str, *args: object
@@ -339,5 +463,4 @@ class StreamHub:
             name=publication.name,
             method=method,
         )
-        if subscriber in publication.subscribers:
-            publication.subscribers.remove(subscriber)
+        publication.remove(subscriber)

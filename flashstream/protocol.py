@@ -529,6 +529,24 @@ class RTMPServerProtocol(Protocol):
             assert transport is not None
             write_through(transport, out, self._direct)
 
+    def _send_now(self, data: bytes) -> bool:
+        """Write a lockstep group's ``data`` (our queue is empty: the group
+        checked).  False if the player must leave the group: dropped, or its
+        backlog is filling so its gate must skip video."""
+        connection = self.connection
+        if connection is None or self._dropped:
+            return False
+        size = len(data)
+        if self._congested:
+            if not self._check_backlog(size):
+                return False  # dropped: these bytes are discarded
+            self._backlog += size
+        connection.count_sent(size)
+        transport = self.transport
+        assert transport is not None
+        write_through(transport, (data,), self._direct)
+        return not self._congested or not self.backlog_full()
+
     def _drop(self, reason_format: str, *, quiet: bool = False, **fields: object) -> None:
         """Log why (a format string with ``fields``), send what is queued, close.
 
@@ -701,6 +719,7 @@ class RTMPServerProtocol(Protocol):
         )
         stream.congested = self.is_congested
         stream.backlog_full = self.backlog_full
+        stream.send_now = self._send_now
         self.streams[event.stream_id] = stream
 
     def _begin_request(

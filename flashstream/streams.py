@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from .interfaces import IPlayback, ISubscriber
+from .lockstep import LockstepGroup
 from .rtmp import messages as msg
 from .rtmp.connection import ServerConnection
 from .rtmp.messages import Message
@@ -56,6 +57,8 @@ class NetStream:
         self._receive_audio = True
         self._receive_video = True
         self._paused = False
+        #: The lockstep group playing this stream for us, if any.
+        self.lockstep: LockstepGroup | None = None
         #: Decides what of the live stream reaches the player (clean cuts).
         self.gate = PlayerGate()
         self._update_state()
@@ -65,6 +68,10 @@ class NetStream:
         #: Whether the send backlog limit is reached (then video skips to
         #: the next keyframe; audio, data and codec headers still go out).
         self.backlog_full: Callable[[], bool] = lambda: False
+        #: Sends a lockstep group's bytes at once; False if the player must
+        #: leave the group (backlog filling, dropped).  The adapter installs
+        #: its own; by default they are queued on the connection and flushed.
+        self.send_now: Callable[[bytes], bool] = self._queue_now
         self.messages_out = 0
         #: Payload bytes sent to a player / received from a publisher.
         self.bytes_out = 0
@@ -100,6 +107,7 @@ class NetStream:
 
     def close(self) -> None:
         """Run the cleanups and forget the sinks."""
+        self._leave_lockstep()
         cleanups, self._cleanups = self._cleanups, []
         self.media_sink = None
         self.metadata_sink = None
@@ -115,6 +123,7 @@ class NetStream:
 
     def stream_started(self, publish_notify: bool) -> None:
         """The publisher is present; tell a waiting player."""
+        self._leave_lockstep()
         self.ensure_started()
         self.gate.cut()
         if publish_notify:
@@ -182,6 +191,7 @@ class NetStream:
 
     def _update_state(self) -> None:
         """Rebuild the player's state after receiveAudio/receiveVideo/pause."""
+        self._leave_lockstep()
         self._state = PlayerState(
             receive_audio=self._receive_audio,
             receive_video=self._receive_video,
@@ -200,11 +210,13 @@ class NetStream:
         The player stays subscribed; video resumes on the new publisher's
         first keyframe, after its sequence headers and metadata.
         """
+        self._leave_lockstep()
         self.ensure_started()
         self.gate.cut()
 
     def stream_ended(self) -> None:
         """The publisher left: StreamEOF and Play.UnpublishNotify."""
+        self._leave_lockstep()
         self.ensure_started()
         self.connection.send_control(msg.StreamEOF(self.stream_id))
         self.connection.send_status(
@@ -223,13 +235,55 @@ class NetStream:
     def resume(self) -> None:
         """Send media again from the live edge, video from the next keyframe."""
         self.paused = False
+        self._leave_lockstep()
         self.gate.cut()
 
     def set_receive(self, kind: str, enabled: bool) -> None:
         """Apply receiveAudio/receiveVideo; video restarts on a keyframe."""
+        self._leave_lockstep()
         if kind == "audio":
             self.receive_audio = enabled
         else:
             if enabled and not self.receive_video:
                 self.gate.cut()
             self.receive_video = enabled
+
+    # -- lockstep fan-out (flashstream.lockstep) ------------------------------
+
+    def lockstep_key(self) -> tuple[object, ...] | None:
+        """What a lockstep group must share with us; None while we cannot join.
+
+        Only a started player whose gate lets the next audio or video
+        message through unchanged, with room in its send backlog.
+        """
+        if self.pending_start is not None or self.lockstep is not None:
+            return None
+        if not (self._state.plain and self.gate.settled) or self.backlog_full():
+            return None
+        return self.connection.lockstep_key(self.stream_id)
+
+    def join_lockstep(self, group: LockstepGroup) -> None:
+        """Lend the connection's audio/video chunk streams to ``group``."""
+        self.connection.lend_media(self._leave_lockstep)
+
+    def leave_lockstep(self, pieces: list[bytes], snapshot: tuple[object, ...]) -> None:
+        """Back on our own: queue the group's unsent ``pieces``, adopt its state."""
+        self.connection.take_back(pieces, snapshot)
+        if pieces:
+            self._flush_media()
+
+    def write_lockstep(self, data: bytes, messages: int, payload_bytes: int) -> bool:
+        """Send the group's ``data`` (``messages`` messages); False: leave it."""
+        self.messages_out += messages
+        self.bytes_out += payload_bytes
+        return self.send_now(data)
+
+    def _leave_lockstep(self) -> None:
+        group = self.lockstep
+        if group is not None:
+            group.leave(self)
+
+    def _queue_now(self, data: bytes) -> bool:
+        self.connection.queue_raw(data)
+        self._flush()
+        return True

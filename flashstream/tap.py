@@ -398,7 +398,11 @@ class FlashstreamService(MultiService):
                 base.reconfigure(new_apps[name])
         factory.limits = new.limits
         factory.chunk_size = new.chunk_size
-        live = ("applications", "limits", "chunk_size")
+        self.hub.lockstep = new.lockstep_fanout
+        if not new.lockstep_fanout:
+            for publication in self.hub.publications():
+                publication.dissolve()
+        live = ("applications", "limits", "chunk_size", "lockstep_fanout")
         restart = [
             field.name
             for field in attrs.fields(Config)
@@ -487,7 +491,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = global_reactor
     config: Config = options["flashstream-config"]
-    hub = StreamHub()
+    hub = StreamHub(lockstep=config.lockstep_fanout)
     recordings = Recordings(config.recordings)
     cache = SourceCache()
     http: Any = None

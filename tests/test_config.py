@@ -52,6 +52,7 @@ record_dir = "rec"
 
 [rtmp]
 chunk_size = 8192
+lockstep_fanout = false
 
 [limits]
 max_message_size = 1048576
@@ -72,6 +73,7 @@ kind = "vod"
     assert config.media_root == tmp_path / "files"
     assert config.recordings == tmp_path / "rec"
     assert config.chunk_size == 8192
+    assert config.lockstep_fanout is False
     assert config.limits == Limits(max_message_size=1048576, handshake_timeout=5.5)
     assert ApplicationConfig("studio", "live", False) in config.applications
     assert ApplicationConfig("films", "vod") in config.applications
@@ -93,6 +95,7 @@ kind = "vod"
         ("[applications]\nx = 3", "applications.x must be a table"),
         ("[applications.x]\nwait_for_publisher = 'yes'", "wait_for_publisher must be true"),
         ("[rtmp]\nchunk_size = 64", "rtmp.chunk_size must be"),
+        ("[rtmp]\nlockstep_fanout = 1", "rtmp.lockstep_fanout must be true or false"),
         ("[media]\nroot = 3", "media.root must be a path"),
         ("listeners = 3", "listeners must be a table"),
         ("[[broken", "is not valid TOML"),

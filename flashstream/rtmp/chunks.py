@@ -427,6 +427,34 @@ class ChunkWriter:
             parts.append(view[offset : offset + chunk_size])
         return b"".join(parts)
 
+    def snapshot(self, csids: tuple[int, ...]) -> tuple[object, ...]:
+        """What the writer remembers of ``csids``, as a comparable value.
+
+        Two writers with equal snapshots of a csid choose the same header
+        for the same next message on it (:mod:`flashstream.rtmp.prechunk`'s
+        :class:`~flashstream.rtmp.prechunk.LockstepWriter` relies on this).
+        """
+        out: list[object] = [self._chunk_size]
+        for csid in csids:
+            st = self._streams.get(csid)
+            out.append(
+                None
+                if st is None
+                else (st.msid, st.type_id, st.length, st.timestamp, st.delta, st.ext)
+            )
+        return tuple(out)
+
+    def restore(self, csids: tuple[int, ...], snapshot: tuple[object, ...]) -> None:
+        """Make ``csids`` remember what ``snapshot`` (of the same csids) says."""
+        for csid, saved in zip(csids, snapshot[1:], strict=True):
+            if saved is None:
+                self._streams.pop(csid, None)
+                continue
+            st = self._streams.get(csid)
+            if st is None:
+                st = self._streams[csid] = _OutStream()
+            st.msid, st.type_id, st.length, st.timestamp, st.delta, st.ext = saved  # type: ignore[misc]
+
     def first_header(
         self, csid: int, timestamp: int, length: int, type_id: int, msid: int
     ) -> bytes | None:

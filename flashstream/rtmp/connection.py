@@ -56,7 +56,7 @@ from .events import (
 from .handshake import ServerHandshake
 from .limits import Limits
 from .messages import Message, MessageType
-from .prechunk import SharedMessage
+from .prechunk import AUDIO_CSID, MEDIA_CSIDS, VIDEO_CSID, LockstepWriter, SharedMessage
 from .rtmpe import PLAIN
 
 #: What we announce in the connect ``_result`` (clients only check the code,
@@ -72,11 +72,11 @@ DEFAULT_CHUNK_SIZE = 4096
 CSID_CONTROL = msg.CONTROL_CSID
 CSID_COMMAND = 3
 CSID_STREAM = 5
-CSID_AUDIO = 6
-CSID_VIDEO = 7
+CSID_AUDIO = AUDIO_CSID
+CSID_VIDEO = VIDEO_CSID
 
 #: The chunk stream each fanned-out message type goes on (others: CSID_STREAM).
-_MEDIA_CSIDS = {int(MessageType.AUDIO): CSID_AUDIO, int(MessageType.VIDEO): CSID_VIDEO}
+_MEDIA_CSIDS = MEDIA_CSIDS
 
 #: Commands that are answers to our own calls, never answered with ``_error``.
 RESPONSE_COMMANDS = frozenset({"_result", "_error"})
@@ -179,6 +179,9 @@ class ServerConnection:
         self._pending: list[Message] = []
         self.object_encoding = 0
         self.bytes_sent = 0
+        #: Set while the audio/video chunk streams are lent to a lockstep
+        #: group (:meth:`lend_media`): called before anything else is written.
+        self._lease: Callable[[], None] | None = None
 
     # -- state ------------------------------------------------------------
 
@@ -649,6 +652,8 @@ class ServerConnection:
         """
         if self._state is State.HANDSHAKE:
             raise LocalProtocolError("cannot send messages before the handshake completes")
+        if self._lease is not None:
+            self._end_lease()
         type_id = message.type_id
         csid = _MEDIA_CSIDS.get(type_id, CSID_STREAM)
         writer = self._writer
@@ -677,7 +682,54 @@ class ServerConnection:
     def _write(self, message: Message, csid: int) -> None:
         if self._state is State.HANDSHAKE:
             raise LocalProtocolError("cannot send messages before the handshake completes")
+        if self._lease is not None:
+            self._end_lease()
         self._out.append(self._ciphers.encrypt.update(self._writer.write(message, csid)))
+
+    # -- lockstep fan-out (flashstream.lockstep) --------------------------------
+
+    def lockstep_key(self, stream_id: int) -> tuple[object, ...] | None:
+        """What a lockstep group playing on ``stream_id`` must share with us.
+
+        The chunk size and what the writer remembers of the audio and video
+        chunk streams, with ``stream_id``; None when this connection cannot
+        join one now (RTMPE encrypts per connection, bytes are queued, or
+        its chunk streams are lent already).
+        """
+        if self._ciphers.encrypted or self._out or self._lease is not None:
+            return None
+        if self._state is State.HANDSHAKE:
+            return None
+        return (self._writer.snapshot(LockstepWriter.CSIDS), stream_id)
+
+    def lend_media(self, give_back: Callable[[], None]) -> None:
+        """Lend the audio and video chunk streams to a lockstep group.
+
+        Until :meth:`take_back`, the group writes this connection's media
+        (through the adapter, or :meth:`queue_raw`) and our writer's memory
+        of those chunk streams is stale; anything else written here first calls
+        ``give_back``, which must call :meth:`take_back`.
+        """
+        self._lease = give_back
+
+    def _end_lease(self) -> None:
+        give_back, self._lease = self._lease, None
+        if give_back is not None:
+            give_back()
+
+    def take_back(self, pieces: list[bytes], snapshot: tuple[object, ...]) -> None:
+        """End a lease: queue the group's unsent ``pieces``, adopt its state."""
+        self._lease = None
+        self._out.extend(pieces)
+        self._writer.restore(LockstepWriter.CSIDS, snapshot)
+
+    def queue_raw(self, data: bytes) -> None:
+        """Queue a lockstep group's ``data`` as it is (the lease stays)."""
+        self._out.append(data)
+
+    def count_sent(self, size: int) -> None:
+        """Count ``size`` bytes a lockstep group sent for this connection."""
+        self.bytes_sent += size
 
     def close(self) -> None:
         """Mark the connection closed; further input is ignored."""

@@ -79,6 +79,11 @@ class PlayerGate:
         #: Kinds whose latest header or metadata the player has not received.
         self._behind: set[str] = set()
 
+    @property
+    def settled(self) -> bool:
+        """True when plain audio and video pass unchanged (nothing to catch up)."""
+        return not self.need_keyframe and not self._behind
+
     def cut(self) -> None:
         """The player's stream was cut: video restarts on the next keyframe."""
         self.need_keyframe = True

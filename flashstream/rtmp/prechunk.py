@@ -30,9 +30,25 @@ from __future__ import annotations
 import attrs
 
 from . import media
+from .chunks import ChunkWriter
 from .messages import Message, MessageType
 
-__all__ = ["SharedMessage", "chunk_body", "share"]
+__all__ = [
+    "AUDIO_CSID",
+    "MEDIA_CSIDS",
+    "VIDEO_CSID",
+    "LockstepWriter",
+    "SharedMessage",
+    "chunk_body",
+    "share",
+]
+
+#: The chunk streams live audio and video go out on, to every player.
+AUDIO_CSID = 6
+VIDEO_CSID = 7
+#: Chunk stream per fanned-out message type.
+MEDIA_CSIDS = {int(MessageType.AUDIO): AUDIO_CSID, int(MessageType.VIDEO): VIDEO_CSID}
+_LOCKSTEP_CSIDS = (AUDIO_CSID, VIDEO_CSID)
 
 
 def _basic_header(csid: int) -> bytes:
@@ -71,9 +87,7 @@ class SharedMessage(Message):
     keyframe: bool = attrs.field(default=False, kw_only=True)
     #: An AVC/HEVC/AAC sequence header (decoder configuration).
     sequence_header: bool = attrs.field(default=False, kw_only=True)
-    _bodies: dict[tuple[int, int], bytes] = attrs.field(
-        factory=dict, init=False, repr=False
-    )
+    _bodies: dict[tuple[int, int], bytes] = attrs.field(factory=dict, init=False, repr=False)
 
     def __eq__(self, other: object) -> bool:
         """Equal to any message with the same type, stream, timestamp and payload."""
@@ -110,9 +124,7 @@ def share(message: Message) -> SharedMessage:
     type_id = message.type_id
     payload = message.payload
     sequence_header = media.is_sequence_header(type_id, payload)
-    keyframe = (
-        type_id == MessageType.VIDEO and not sequence_header and media.is_keyframe(payload)
-    )
+    keyframe = type_id == MessageType.VIDEO and not sequence_header and media.is_keyframe(payload)
     return SharedMessage(
         type_id,
         message.stream_id,
@@ -121,3 +133,68 @@ def share(message: Message) -> SharedMessage:
         keyframe=keyframe,
         sequence_header=sequence_header,
     )
+
+
+class LockstepWriter:
+    """
+    Audio and video chunks for every player in one state, built once.
+
+    Players of a live stream that use the same chunk size and message stream
+    id, and whose writers remember the same about the audio and video chunk
+    streams (:meth:`~flashstream.rtmp.chunks.ChunkWriter.snapshot`), would
+    each build the very same first chunk headers for the next messages.  A
+    lockstep writer starts from that shared state, builds each header once,
+    and collects header and shared body into :attr:`pieces`, which the
+    players' connections then send as they are.  Taking the pieces
+    (:meth:`take`) leaves the state advanced, so the same players can go on.
+    """
+
+    CSIDS = _LOCKSTEP_CSIDS
+
+    def __init__(self, snapshot: tuple[object, ...], stream_id: int) -> None:
+        chunk_size = snapshot[0]
+        assert isinstance(chunk_size, int)
+        self._writer = ChunkWriter(chunk_size)
+        self._writer.restore(_LOCKSTEP_CSIDS, snapshot)
+        self._chunk_size = chunk_size
+        self.stream_id = stream_id
+        #: Chunk bytes of the messages added since the last :meth:`take`.
+        self.pieces: list[bytes] = []
+        #: Messages and payload bytes in :attr:`pieces`.
+        self.messages = 0
+        self.payload_bytes = 0
+
+    def snapshot(self) -> tuple[object, ...]:
+        """The writer state players must have to follow these chunks."""
+        return self._writer.snapshot(_LOCKSTEP_CSIDS)
+
+    def add(self, message: SharedMessage) -> bool:
+        """Add the chunks of an audio or video ``message``; False if it cannot be.
+
+        False (nothing changed) for other message types and for a first
+        header that needs an extended timestamp (its body is not shareable).
+        """
+        csid = MEDIA_CSIDS.get(message.type_id)
+        if csid is None:
+            return False
+        payload = message.payload
+        header = self._writer.first_header(
+            csid, message.timestamp, len(payload), message.type_id, self.stream_id
+        )
+        if header is None:
+            return False
+        pieces = self.pieces
+        pieces.append(header)
+        pieces.append(
+            message._bodies.get((self._chunk_size, csid)) or message.body(self._chunk_size, csid)
+        )
+        self.messages += 1
+        self.payload_bytes += len(payload)
+        return True
+
+    def take(self) -> tuple[list[bytes], int, int]:
+        """Hand over ``(pieces, messages, payload bytes)`` and start afresh."""
+        out = (self.pieces, self.messages, self.payload_bytes)
+        self.pieces = []
+        self.messages = self.payload_bytes = 0
+        return out
