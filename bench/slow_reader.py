@@ -12,12 +12,24 @@ Then, in windows of ``--window`` seconds:
    blocking socket with a small SO_RCVBUF that reads at ``--slow-share`` of
    the stream rate, acknowledging now and then so it is not idle), given
    ``--slow-warmup`` seconds to fill its backlog, then the window is measured;
-3. baseline again.
+3. without: the slow reader is gone, normal players only;
+
+and steps 2-3 again, ``--repeat`` times in all.
 
 Reported: the normal players' latency p50/p99 per window (publisher to
 player, including the load client's own scheduling), the server's RSS during
-each window (max growth over the first baseline), what the slow reader
-received, and whether and when the server skipped or dropped it (its log).
+each window, what the slow reader received, whether the server skipped or
+dropped it (its log), and the server's own figure for what it holds for the
+slow reader: the largest ``send_backlog`` any client showed in the HTTP API
+(``/api/v1/clients``, polled once a second in every window so each window
+carries the same load).
+
+RSS is an upper bound on what a slow reader costs, not the cost itself: it
+also moves with unrelated growth, and memory the allocator keeps after the
+reader left (so the first slow window's growth over the baseline includes
+allocator slack that later slow readers reuse).  So the growth is reported
+per cycle -- each slow window against the window just before it -- next to
+the noise: how much RSS moved between windows without a slow reader.
 One JSON line goes to ``bench/results/slow-<UTC time>.jsonl``.
 """
 
@@ -27,11 +39,13 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 
 import rtmp_load
@@ -88,16 +102,52 @@ def slow_worker(port: int, rate: float, rcvbuf: int, seconds: float) -> None:
     sock.close()
 
 
+class ServerWithAPI(Flashstream):
+    """flashstream with its HTTP API on an ephemeral loopback port too."""
+
+    http_port = 0
+
+    def _spawn(self, args: Sequence[str], cwd: object) -> None:
+        args = list(args)
+        args[args.index("--http") + 1] = "tcp:0:interface=127.0.0.1"
+        super()._spawn(args, cwd)  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        super().start()
+        pattern = re.compile(r"flashstream http listening on [\d.]+:(\d+)")
+        for line in self.lines:
+            match = pattern.search(line)
+            if match:
+                self.http_port = int(match.group(1))
+        if not self.http_port:
+            raise RuntimeError("flashstream did not say where its HTTP API listens")
+
+    def largest_backlog(self) -> int:
+        """The largest send_backlog of any client now (bytes the server holds for it)."""
+        url = f"http://127.0.0.1:{self.http_port}/api/v1/clients"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            clients = json.load(response)
+        if isinstance(clients, dict):
+            clients = clients.get("clients", [])
+        return max((int(c.get("send_backlog") or 0) for c in clients), default=0)
+
+
 async def window(
-    players: list[rtmp_load.Player], server_pid: int, seconds: float
+    players: list[rtmp_load.Player], server: ServerWithAPI, seconds: float
 ) -> dict[str, float]:
-    """Measure the normal players' latency and the server's RSS for ``seconds``."""
+    """Measure the normal players' latency, the server's RSS and its largest
+    accounted backlog for ``seconds``."""
     for player in players:
         player.stats = rtmp_load.Stats(latencies=[])
     rss: list[int] = []
+    backlog = [0]
     end = time.monotonic() + seconds
+    polled = 0.0
     while time.monotonic() < end:
-        rss.append(rss_bytes(server_pid))
+        rss.append(rss_bytes(server.pid))
+        if time.monotonic() - polled >= 1.0:
+            polled = time.monotonic()
+            backlog.append(await asyncio.to_thread(server.largest_backlog))
         await asyncio.sleep(0.5)
     ms = [x * 1000 for p in players for x in (p.stats.latencies or [])] or [float("nan")]
     frames = [p.stats.frames for p in players]
@@ -107,11 +157,13 @@ async def window(
         "latency_samples": len(ms),
         "min_frames_per_player": min(frames),
         "rss_max_mb": max(rss) / 2**20,
+        "rss_min_mb": min(rss) / 2**20,
         "rss_mean_mb": statistics.fmean(rss) / 2**20,
+        "accounted_backlog_max_mb": max(backlog) / 2**20,
     }
 
 
-async def run(args: argparse.Namespace, server: Flashstream) -> dict[str, object]:
+async def run(args: argparse.Namespace, server: ServerWithAPI) -> dict[str, object]:
     clip = read_flv(CLIP)
     loop = asyncio.get_event_loop()
     _, publisher = await loop.create_connection(
@@ -124,24 +176,28 @@ async def run(args: argparse.Namespace, server: Flashstream) -> dict[str, object
     await asyncio.sleep(args.warmup)
     players = crowd.players
     results: dict[str, object] = {"stream_bit_rate": clip.bitrate}
-    results["baseline"] = await window(players, server.pid, args.window)
+    results["baseline"] = await window(players, server, args.window)
     rate = clip.bitrate / 8 * args.slow_share
-    marks = len(server.lines)
-    slow = await asyncio.create_subprocess_exec(
-        "taskset", "-c", str(args.client_core), sys.executable, __file__, "--slow-worker",
-        str(server.port), str(rate), str(args.rcvbuf), str(args.slow_warmup + args.window + 1),
-        stdout=subprocess.PIPE,
-    )  # fmt: skip
-    await asyncio.sleep(args.slow_warmup)
-    results["slow"] = await window(players, server.pid, args.window)
-    out, _ = await slow.communicate()
-    results["slow_reader"] = json.loads(out.decode().strip().splitlines()[-1])
     results["slow_reader_rate_bytes_s"] = rate
-    results["server_lines_about_slow_reader"] = [
-        line for line in server.lines[marks:] if "Dropping" in line or "Aborting" in line
-    ][:5]
-    await asyncio.sleep(2)
-    results["baseline_again"] = await window(players, server.pid, args.window)
+    cycles: list[dict[str, object]] = []
+    for _ in range(args.repeat):
+        marks = len(server.lines)
+        slow = await asyncio.create_subprocess_exec(
+            "taskset", "-c", str(args.client_core), sys.executable, __file__, "--slow-worker",
+            str(server.port), str(rate), str(args.rcvbuf), str(args.slow_warmup + args.window + 1),
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        await asyncio.sleep(args.slow_warmup)
+        cycle: dict[str, object] = {"slow": await window(players, server, args.window)}
+        out, _ = await slow.communicate()
+        cycle["slow_reader"] = json.loads(out.decode().strip().splitlines()[-1])
+        cycle["server_lines_about_slow_reader"] = [
+            line for line in server.lines[marks:] if "Dropping" in line or "Aborting" in line
+        ][:5]
+        await asyncio.sleep(2)
+        cycle["without"] = await window(players, server, args.window)
+        cycles.append(cycle)
+    results["cycles"] = cycles
     crowd.close()
     publisher.stop()
     return results
@@ -164,13 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-send-backlog", type=int, default=2 * 1024 * 1024)
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--client-core", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=2, help="slow/without cycles")
     parser.add_argument("--label", default="")
     args = parser.parse_args(argv)
     if not CLIP.exists():
         CLIP.parent.mkdir(parents=True, exist_ok=True)
         rtmp_load.make_clip(CLIP)
     os.sched_setaffinity(0, {args.client_core})
-    server = Flashstream(args.server_core)
+    server = ServerWithAPI(args.server_core)
     server.limits = (*server.limits, f"max_send_backlog = {args.max_send_backlog}")
     server.start()
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -178,29 +235,67 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = asyncio.run(run(args, server))
     finally:
         server.stop()
-    base, slow, again = results["baseline"], results["slow"], results["baseline_again"]
-    assert isinstance(base, dict) and isinstance(slow, dict) and isinstance(again, dict)
-    for name, w in (("baseline", base), ("slow reader", slow), ("baseline again", again)):
+    base = results["baseline"]
+    cycles = results["cycles"]
+    assert isinstance(base, dict) and isinstance(cycles, list)
+    windows = [("baseline", base)]
+    for number, cycle in enumerate(cycles, 1):
+        windows += [(f"slow {number}", cycle["slow"]), (f"without {number}", cycle["without"])]
+    for name, w in windows:
         print(
-            f"{name:15} latency p50/p99 {w['latency_ms_p50']:6.1f}/{w['latency_ms_p99']:6.1f} ms"
-            f"  RSS max {w['rss_max_mb']:.1f} MB  min frames/player {w['min_frames_per_player']}"
+            f"{name:11} latency p50/p99 {w['latency_ms_p50']:6.1f}/{w['latency_ms_p99']:6.1f} ms"
+            f"  RSS max {w['rss_max_mb']:.2f} MB (min {w['rss_min_mb']:.2f})"
+            f"  accounted backlog max {w['accounted_backlog_max_mb']:.2f} MB"
+            f"  min frames/player {w['min_frames_per_player']}"
         )
-    print(f"slow reader: {results['slow_reader']}")
-    for line in results["server_lines_about_slow_reader"]:  # type: ignore[attr-defined]
-        print(f"server: {line}")
+    for number, cycle in enumerate(cycles, 1):
+        print(f"slow reader {number}: {cycle['slow_reader']}")
+        for line in cycle["server_lines_about_slow_reader"]:
+            print(f"server: {line}")
+    cap_mb = args.max_send_backlog / 2**20
+    before = [base] + [cycle["without"] for cycle in cycles[:-1]]
+    growth = [
+        c["slow"]["rss_max_mb"] - b["rss_max_mb"] for b, c in zip(before, cycles, strict=True)
+    ]
+    p99 = [
+        c["slow"]["latency_ms_p99"] - b["latency_ms_p99"]
+        for b, c in zip(before, cycles, strict=True)
+    ]
+    quiet = [base] + [cycle["without"] for cycle in cycles]
+    rss_noise = max(
+        [w["rss_max_mb"] - w["rss_min_mb"] for w in quiet]
+        + [
+            abs(b["rss_max_mb"] - a["rss_max_mb"])
+            for a, b in zip(quiet[1:], quiet[2:], strict=False)
+        ]
+    )
+    p99_noise = max(abs(w["latency_ms_p99"] - base["latency_ms_p99"]) for w in quiet[1:])
     results.update(
         kind="slow_reader",
         started=started,
         label=args.label,
         players=args.players,
         max_send_backlog=args.max_send_backlog,
-        p99_change_ms=slow["latency_ms_p99"] - base["latency_ms_p99"],
-        rss_growth_over_baseline_mb=slow["rss_max_mb"] - base["rss_max_mb"],
+        load_average=os.getloadavg(),
+        rss_growth_per_cycle_mb=growth,
+        rss_growth_over_first_baseline_mb=max(c["slow"]["rss_max_mb"] for c in cycles)
+        - base["rss_max_mb"],
+        rss_noise_mb=rss_noise,
+        accounted_backlog_max_mb=max(c["slow"]["accounted_backlog_max_mb"] for c in cycles),
+        p99_change_ms=p99,
+        p99_noise_ms=p99_noise,
     )
     print(
-        f"p99 change with the slow reader: {results['p99_change_ms']:+.1f} ms; "
-        f"RSS max growth {results['rss_growth_over_baseline_mb']:+.2f} MB "
-        f"(backlog limit {args.max_send_backlog / 2**20:.1f} MB)"
+        "RSS growth with the slow reader, per cycle: "
+        + ", ".join(f"{g:+.2f}" for g in growth)
+        + f" MB (noise without it: {rss_noise:.2f} MB; over the first baseline: "
+        f"{results['rss_growth_over_first_baseline_mb']:+.2f} MB); the server's accounted "
+        f"backlog peaked at {results['accounted_backlog_max_mb']:.2f} MB; cap {cap_mb:.2f} MB"
+    )
+    print(
+        "p99 change with the slow reader, per cycle: "
+        + ", ".join(f"{d:+.1f}" for d in p99)
+        + f" ms (noise without it: {p99_noise:.1f} ms); load average {os.getloadavg()[0]:.2f}"
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"slow-{started}.jsonl"

@@ -43,6 +43,7 @@ from .rtmp.connection import ServerConnection, State, StreamMode
 from .rtmp.errors import RemoteProtocolError
 from .rtmp.limits import Limits
 from .rtmp.sharedobject import SharedObjectMessage
+from .sendqueue import HeldPieces, transport_held
 from .streams import NetStream
 from .writethrough import can_write_through, write_through
 
@@ -241,6 +242,8 @@ class RTMPServerProtocol(Protocol):
         self._dropped = False
         #: Plain TCP: bytes go to the socket at once when nothing is queued.
         self._direct = False
+        #: Plain TCP: what waits while the transport is paused (not copied).
+        self._held: HeldPieces | None = None
         #: One bound method, so the hub notes this connection's flush once per batch.
         self._flush_bound = self._flush
         self.host = "?"
@@ -283,6 +286,8 @@ class RTMPServerProtocol(Protocol):
         )
         cast(IConsumer, self.transport).registerProducer(self, True)
         self._direct = can_write_through(self.transport)
+        if self._direct:
+            self._held = HeldPieces(self._transport(), direct=True)
         self._timer = factory.reactor.callLater(factory.limits.handshake_timeout, self._tick)
 
     def dataReceived(self, data: bytes) -> None:
@@ -324,6 +329,8 @@ class RTMPServerProtocol(Protocol):
                 self._log.failure("Application {app} failed on disconnect", app=self.app_name)
         if self.connection is not None:
             self.connection.close()
+        if self._held is not None:
+            self._held.clear()
         if self._accepted:
             self._notify("disconnect")
         self._log.info("Connection from {peer} closed", peer=self.peer)
@@ -337,10 +344,12 @@ class RTMPServerProtocol(Protocol):
         self._backlog = 0
 
     def resumeProducing(self) -> None:
-        """The transport drained its buffer."""
+        """The transport drained its buffer: give it what waits here (plain TCP)."""
         self._congested = False
         self._backlog = 0
         self._full_since = None
+        if self._held:
+            self._held.feed(self.is_congested)
 
     def stopProducing(self) -> None:
         """The transport is going away."""
@@ -351,21 +360,21 @@ class RTMPServerProtocol(Protocol):
         return self._congested
 
     def send_backlog(self) -> int:
-        """Bytes written to the transport and not yet sent (0 unless congested).
+        """Bytes the server holds for sending to this peer (0 unless congested).
 
-        A TCP transport's buffer is measured directly; for other transports
-        (TLS) it is the bytes written since the transport asked us to pause.
+        Plain TCP: what waits in :class:`~flashstream.sendqueue.HeldPieces`
+        plus what the transport holds (:func:`~flashstream.sendqueue.transport_held`),
+        i.e. the memory this player costs.  Another transport with a Twisted
+        TCP buffer: that buffer; otherwise (TLS) the bytes written since the
+        transport asked us to pause.
         """
         if not self._congested:
             return 0
-        transport = self.transport
-        buffer = getattr(transport, "dataBuffer", None)
-        if isinstance(buffer, bytes):
-            return (
-                len(buffer)
-                - cast(int, getattr(transport, "offset", 0))
-                + cast(int, getattr(transport, "_tempDataLen", 0))
-            )
+        held = transport_held(self.transport)
+        if self._held is not None:
+            return self._held.held_bytes() + held
+        if isinstance(getattr(self.transport, "dataBuffer", None), bytes):
+            return held
         return self._backlog
 
     def backlog_full(self) -> bool:
@@ -525,9 +534,17 @@ class RTMPServerProtocol(Protocol):
                 if not self._dropped and not self._check_backlog(size):
                     return  # dropped: these bytes are discarded
                 self._backlog += size
-            transport = self.transport
-            assert transport is not None
-            write_through(transport, out, self._direct)
+            self._write(out)
+
+    def _write(self, out: list[bytes]) -> None:
+        """Send ``out`` now, or hold it (plain TCP) while the transport is paused."""
+        held = self._held
+        if held is not None and (self._congested or held):
+            held.hold(out)
+            return
+        transport = self.transport
+        assert transport is not None
+        write_through(transport, out, self._direct)
 
     def _send_now(self, data: bytes) -> bool:
         """Write a lockstep group's ``data`` (our queue is empty: the group
@@ -558,6 +575,14 @@ class RTMPServerProtocol(Protocol):
         log = self._log.info if quiet else self._log.warn
         log("Dropping {peer}: " + reason_format, peer=self.peer, **fields)
         self._flush()
+        held = self._held
+        if held:
+            # Past half the cap it is stale media (the player was skipping);
+            # below, Twisted's copy of it still fits in the cap.
+            if held.held_bytes() > self.factory.limits.max_send_backlog // 2:
+                held.clear()
+            else:
+                held.feed(lambda: False)
         # TLS (TLSMemoryBIOProtocol) only closes once no producer is
         # registered; TCP does not care.  Without this an RTMPS client that
         # was refused or dropped stayed connected.

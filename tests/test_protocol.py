@@ -935,7 +935,8 @@ class SlowPlayerTests(ProtocolTestCase):
         self.assertEqual(dropped["limit"], 2000)
 
     def test_tcp_buffer_is_measured(self) -> None:
-        """With a TCP-style transport the backlog is what its buffers hold."""
+        """With a TCP-style transport the backlog is what its buffers hold in memory:
+        the whole joined string (its sent prefix is freed only at the next join)."""
         player = self.peer()
         player.connect()
         transport = player.transport
@@ -944,7 +945,7 @@ class SlowPlayerTests(ProtocolTestCase):
         transport._tempDataLen = 50  # type: ignore[attr-defined]
         self.assertEqual(player.protocol.send_backlog(), 0, "not congested: nothing waits")
         player.protocol.pauseProducing()
-        self.assertEqual(player.protocol.send_backlog(), 650)
+        self.assertEqual(player.protocol.send_backlog(), 750)
         self.assertFalse(player.protocol.backlog_full())
         transport.dataBuffer = b"x" * 1200  # type: ignore[attr-defined]
         self.assertTrue(player.protocol.backlog_full())
