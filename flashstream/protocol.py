@@ -559,9 +559,7 @@ class RTMPServerProtocol(Protocol):
                 return False  # dropped: these bytes are discarded
             self._backlog += size
         connection.count_sent(size)
-        transport = self.transport
-        assert transport is not None
-        write_through(transport, (data,), self._direct)
+        self._write([data])
         return not self._congested or not self.backlog_full()
 
     def _drop(self, reason_format: str, *, quiet: bool = False, **fields: object) -> None:
