@@ -421,6 +421,8 @@ class QosMonitor:
                     "client": getattr(owner, "client_id", None),
                     "transport": getattr(owner, "transport_name", "other"),
                     "address": getattr(owner, "peer", None),
+                    # Played by a lockstep group (flashstream.lockstep).
+                    "lockstep": getattr(subscriber, "lockstep", None) is not None,
                 }
             )
         return viewers
@@ -475,6 +477,7 @@ class QosMonitor:
             "metadata": meta,
             "viewers": viewers,
             "viewers_by_transport": by_transport,
+            "lockstep_groups": sum(1 for group in publication.groups if group.members),
         }
 
     def streams(self) -> list[dict[str, Any]]:

@@ -303,3 +303,29 @@ def test_admin_drop_closes_exactly_that_client(
     for player in players:
         stop_process(player)
     stop_process(publisher)
+
+
+def test_players_in_the_same_state_play_in_one_lockstep_group(
+    served: tuple[FlashstreamServer, str, Path],
+) -> None:
+    """Three ffmpeg players of one stream end up in one lockstep group (the
+    API says so), and each decodes the whole stream without an error."""
+    server, base, _ = served
+    publisher = publish(server, "herd", 30)
+    decode = [require_tool("ffmpeg"), "-hide_banner", "-v", "error", "-xerror"]
+    players = [
+        start(decode + ["-i", server.url("live", "herd"), "-t", "6", "-f", "null", "-"])
+        for _ in range(3)
+    ]
+
+    def grouped() -> Any:
+        stream = get_json(f"{base}/api/v1/streams/live/herd")
+        viewers = stream["viewers"]
+        together = len(viewers) == 3 and all(v["lockstep"] for v in viewers)
+        return stream if together and stream["lockstep_groups"] == 1 else None
+
+    wait_until(grouped)
+    for player in players:
+        code, _, err = finish(player, timeout=30)
+        assert code == 0 and err == "", err
+    stop_process(publisher)
