@@ -16,6 +16,7 @@ Nothing here does I/O; randomness is seeded so conversations are repeatable.
 from __future__ import annotations
 
 import random
+import socket
 import struct
 from collections.abc import Callable, Iterable, Sequence
 
@@ -491,9 +492,7 @@ class FlashClient:
 
     def so_use(self, name: str, *, persistent: bool = False, amf3: bool = False) -> None:
         """``SharedObject.getRemote(name, uri, persistent).connect(nc)``."""
-        self.shared_object(
-            name, so.SOEvent(so.SOEventType.USE), persistent=persistent, amf3=amf3
-        )
+        self.shared_object(name, so.SOEvent(so.SOEventType.USE), persistent=persistent, amf3=amf3)
 
     def so_release(self, name: str, *, persistent: bool = False) -> None:
         """``SharedObject.close()``."""
@@ -712,3 +711,17 @@ class ConnectionPair:
         stream_id = result.arguments[0]
         assert isinstance(stream_id, float), result
         return int(stream_id)
+
+
+def read_available(peer: socket.socket) -> bytes:
+    """Everything a socket can read now without blocking (to its EOF at most)."""
+    peer.setblocking(False)
+    out = b""
+    while True:
+        try:
+            data = peer.recv(1 << 20)
+        except BlockingIOError:
+            return out
+        if not data:
+            return out
+        out += data

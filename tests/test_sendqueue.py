@@ -23,7 +23,7 @@ from twisted.internet.testing import MemoryReactor, StringTransport
 from flashstream.rtmp.limits import Limits
 from flashstream.rtmp.messages import MessageType
 from flashstream.sendqueue import BATCH_BYTES, PIECE_OVERHEAD, HeldPieces, transport_held
-from tests.helpers import aac_frame, avc_inter, avc_keyframe
+from tests.helpers import aac_frame, avc_inter, avc_keyframe, read_available
 from tests.test_protocol import Peer, ProtocolTestCase
 
 
@@ -60,19 +60,6 @@ def pair() -> Iterator[tuple[tcp.Connection, socket.socket, Producer]]:
     peer.close()
 
 
-def _read_some(peer: socket.socket) -> bytes:
-    peer.setblocking(False)
-    out = b""
-    while True:
-        try:
-            data = peer.recv(1 << 20)
-        except BlockingIOError:
-            return out
-        if not data:
-            return out
-        out += data
-
-
 def test_hold_keeps_references_and_counts_them() -> None:
     """Held pieces are the caller's objects (not copies), counted with their overhead."""
     held = HeldPieces(StringTransport(), direct=False)
@@ -102,7 +89,7 @@ def test_feed_stops_when_the_transport_pauses(
     assert held.held_bytes() + transport_held(connection) <= 100 * (20_000 + PIECE_OVERHEAD)
     received = b""
     for _ in range(10_000):
-        received += _read_some(peer)
+        received += read_available(peer)
         connection.doWrite()  # the reactor found the socket writable
         if not producer.paused:  # Twisted drained its queue and resumed us
             held.feed(lambda: producer.paused)

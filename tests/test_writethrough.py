@@ -16,6 +16,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactor, StringTransport
 
 from flashstream.writethrough import _unsent, can_write_through, write_through
+from tests.helpers import read_available
 
 
 @pytest.fixture
@@ -28,19 +29,6 @@ def pair() -> Iterator[tuple[tcp.Connection, socket.socket, MemoryReactor]]:
     yield connection, peer, reactor
     ours.close()
     peer.close()
-
-
-def _read_all(peer: socket.socket) -> bytes:
-    peer.setblocking(False)
-    out = b""
-    while True:
-        try:
-            data = peer.recv(1 << 20)
-        except BlockingIOError:
-            return out
-        if not data:
-            return out
-        out += data
 
 
 def test_only_plain_tcp_qualifies(
@@ -58,7 +46,7 @@ def test_empty_queue_sends_at_once(
     """With nothing queued the pieces reach the peer now; the reactor is not involved."""
     connection, peer, reactor = pair
     write_through(connection, [b"head", b"body"], True)
-    assert _read_all(peer) == b"headbody"
+    assert read_available(peer) == b"headbody"
     assert connection._tempDataBuffer == []
     assert connection not in reactor.getWriters()
 
@@ -70,9 +58,9 @@ def test_queued_bytes_stay_in_front(
     connection, peer, _ = pair
     connection.write(b"first ")
     write_through(connection, [b"second"], True)
-    assert _read_all(peer) == b""
+    assert read_available(peer) == b""
     connection.doWrite()
-    assert _read_all(peer) == b"first second"
+    assert read_available(peer) == b"first second"
 
 
 def test_partial_send_queues_the_rest_in_order(
@@ -86,11 +74,11 @@ def test_partial_send_queues_the_rest_in_order(
     assert connection in reactor.getWriters()
     received = b""
     for _ in range(10_000):
-        received += _read_all(peer)
+        received += read_available(peer)
         if not connection.dataBuffer and not connection._tempDataBuffer:
             break
         connection.doWrite()
-    received += _read_all(peer)
+    received += read_available(peer)
     assert received == b"".join(pieces)
 
 
@@ -105,7 +93,7 @@ def test_not_direct_or_closing_takes_the_ordinary_path(
     connection.disconnecting = True
     write_through(connection, [b"b"], True)
     assert connection._tempDataBuffer == [b"b"]
-    assert _read_all(peer) == b"a"
+    assert read_available(peer) == b"a"
 
 
 def test_string_transport_gets_the_pieces() -> None:
