@@ -21,6 +21,13 @@ N players per step, lets them warm up, then measures a window:
 * the load client's own CPU use (if it nears 100% of core 1 the step is
   limited by the client, not the server, and the sweep stops there).
 
+To keep the client cheap at large N, players above the latency step (N > 100)
+set ``SO_RCVLOWAT`` to ``--rcvlowat-ms`` (100 ms) of the clip's bit rate once
+their first frame arrived, so they wake up for a few large reads a second
+instead of one per message; that delays what they see by at most about that
+long, well inside ``--max-lag``.  The client runs on uvloop if it is importable
+(``--loop``).  Each step records the options it used.
+
 Results are appended as JSON lines to ``bench/results/fanout-<date>.jsonl``.
 Everything stops by itself; only processes started here are killed.
 """
@@ -47,7 +54,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import rtmp_load
-from rtmp_load import ROOT, Clip, Publisher, open_players, read_flv
+from rtmp_load import ROOT, Clip, Publisher, event_loop_factory, open_players, read_flv
 
 CLIP = ROOT / "bench" / ".cache" / "clip-720p30.flv"
 RESULTS = ROOT / "bench" / "results"
@@ -266,22 +273,31 @@ async def run_server(server: Server, clip: Clip, args: argparse.Namespace, out: 
         if time.monotonic() - started > args.max_seconds:
             print(f"  {server.name}: time limit reached, sweep stops before N={count}")
             break
-        step = await run_step(server, publisher, count, baseline_rss, args)
+        rcvlowat = rcvlowat_bytes(clip, args) if count > args.rcvlowat_above else 0
+        step = await run_step(server, publisher, count, baseline_rss, rcvlowat, args)
         steps.append(step)
         out.append(step)
+        latency = (
+            f"{step['latency_ms_p50']:.1f}/{step['latency_ms_p99']:.1f} ms"
+            if step["latency_ms_p50"] is not None
+            else "- (rcvlowat)"
+        )
         print(
             f"  {server.name:12} N={count:5} realtime={step['all_realtime']!s:5} "
             f"ok={step['realtime_players']:5} cpu={step['server_cpu_share']:.0%} "
             f"client={step['client_cpu_share']:.0%} cores={step['server_core_busy']:.0%}/"
             f"{step['client_core_busy']:.0%} cpu_s/GB={step['cpu_seconds_per_gb']:.2f} "
-            f"lat p50/p99={step['latency_ms_p50']:.1f}/{step['latency_ms_p99']:.1f} ms "
-            f"rss/conn={step['rss_per_connection_kb']:.0f} kB"
+            f"lat p50/p99={latency} rss/conn={step['rss_per_connection_kb']:.0f} kB "
+            f"reads/s={step['client_reads_per_player_s']:.0f} rcvlowat={rcvlowat} "
+            f"load={step['loadavg'][0]:.2f}"
         )
         if not step["all_realtime"] or step["client_saturated"]:
             break
     publisher.stop()
     passed = [s for s in steps if s["all_realtime"]]
-    at100 = next((s for s in steps if s["players"] == 100), None)
+    at100 = next(
+        (s for s in steps if s["players"] == 100 and not s["client"]["rcvlowat_bytes"]), None
+    )
     best = max(passed, key=lambda s: s["players"]) if passed else None
     return {
         "kind": "summary",
@@ -302,20 +318,34 @@ async def run_server(server: Server, clip: Clip, args: argparse.Namespace, out: 
     }
 
 
+def rcvlowat_bytes(clip: Clip, args: argparse.Namespace) -> int:
+    """``--rcvlowat-ms`` of the clip's media bit rate, in bytes (0: off)."""
+    return int(clip.bitrate / 8 * args.rcvlowat_ms / 1000)
+
+
 async def run_step(
-    server: Server, publisher: Publisher, count: int, baseline_rss: int, args: argparse.Namespace
+    server: Server,
+    publisher: Publisher,
+    count: int,
+    baseline_rss: int,
+    rcvlowat: int,
+    args: argparse.Namespace,
 ) -> dict:
     """Open ``count`` players, warm up, measure one window, close them."""
-    crowd = await open_players(count, server.port, "live", "bench", publisher.sent_at)
+    crowd = await open_players(
+        count, server.port, "live", "bench", publisher.sent_at, rcvlowat=rcvlowat
+    )
     try:
         await asyncio.wait_for(asyncio.gather(*(p.started for p in crowd.players)), 30)
     except TimeoutError:
         pass
     await asyncio.sleep(args.warmup)
     players = crowd.players
+    # SO_RCVLOWAT delays what a player sees: no latency figures with it.
     for player in players:
-        player.stats = rtmp_load.Stats(latencies=[])
+        player.stats = rtmp_load.Stats(latencies=None if rcvlowat else [])
     bytes0 = [p.bytes for p in players]
+    reads0 = sum(p.reads for p in players)
     cpu0 = cpu_seconds(server.pid)
     client0 = time.process_time()
     cores0 = core_times(args.server_core), core_times(args.client_core)
@@ -331,6 +361,7 @@ async def run_step(
     published = publisher.video_sent - sent0
     head = publisher.last_video
     delivered = sum(p.bytes - b for p, b in zip(players, bytes0, strict=True))
+    reads = sum(p.reads for p in players) - reads0
     realtime = 0
     latencies: list[float] = []
     lags: list[int] = []
@@ -348,7 +379,7 @@ async def run_step(
         latencies.extend(stats.latencies or [])
     crowd.close()
     await asyncio.sleep(1.0)
-    ms = [x * 1000 for x in latencies] or [float("nan")]
+    ms = [x * 1000 for x in latencies]
     return {
         "kind": "step",
         "server": server.name,
@@ -370,10 +401,17 @@ async def run_step(
         # Other processes on the load client's core (a shared machine) make
         # the step's figures a lower bound for the server.
         "client_core_contended": client_core - client / wall > 0.25,
-        "latency_ms_p50": statistics.median(ms),
-        "latency_ms_p99": percentile(ms, 0.99),
+        "latency_ms_p50": statistics.median(ms) if ms else None,
+        "latency_ms_p99": percentile(ms, 0.99) if ms else None,
         "latency_samples": len(latencies),
         "rss_per_connection_kb": (rss - baseline_rss) / count / 1024,
+        "client_reads_per_player_s": reads / count / wall,
+        "client": {
+            "event_loop": args.event_loop,
+            "rcvlowat_bytes": rcvlowat,
+            "rcvlowat_ms": args.rcvlowat_ms if rcvlowat else 0,
+        },
+        "loadavg": os.getloadavg(),
     }
 
 
@@ -399,7 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--servers", default="flashstream,nginx", help="comma-separated: flashstream,nginx"
     )
     parser.add_argument(
-        "--steps", default="25,50,100,200,400,800,1600", help="player counts to try, in order"
+        "--steps",
+        default="25,50,100,200,400,800,1200,1600,2400,3200",
+        help="player counts to try, in order",
     )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each window")
     parser.add_argument("--window", type=float, default=8.0, help="measured seconds per step")
@@ -413,7 +453,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.90,
         help="client CPU (or client core busy) share that stops the sweep",
     )
-    parser.add_argument("--max-seconds", type=float, default=300.0, help="time limit per server")
+    parser.add_argument(
+        "--rcvlowat-ms",
+        type=float,
+        default=100.0,
+        help="players' SO_RCVLOWAT as ms of the clip's bit rate (0: off)",
+    )
+    parser.add_argument(
+        "--rcvlowat-above",
+        type=int,
+        default=100,
+        help="use SO_RCVLOWAT only at steps with more players than this (the latency step)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the load client's event loop (auto: uvloop if importable)",
+    )
+    parser.add_argument("--max-seconds", type=float, default=420.0, help="time limit per server")
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--client-core", type=int, default=1)
     parser.add_argument("--label", default="", help="free text stored with the results")
@@ -428,8 +486,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"encoding the test clip once into {CLIP} ...")
         rtmp_load.make_clip(CLIP)
     clip = read_flv(CLIP)
+    args.event_loop, loop_factory = event_loop_factory(args.loop)
     print(
         f"clip: {len(clip.frames)} frames, {clip.duration_ms} ms, {clip.bitrate / 1e6:.2f} Mbit/s"
+    )
+    print(
+        f"load client: {args.event_loop} event loop, SO_RCVLOWAT "
+        f"{rcvlowat_bytes(clip, args)} bytes ({args.rcvlowat_ms:g} ms) "
+        f"above N={args.rcvlowat_above}"
     )
     run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     records: list[dict] = []
@@ -440,7 +504,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{server.name}: starting on core {args.server_core}")
         try:
             server.start()
-            summary = asyncio.run(run_server(server, clip, args, records))
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                summary = runner.run(run_server(server, clip, args, records))
         finally:
             server.stop()
         summaries[server.name] = summary

@@ -14,13 +14,24 @@ createStream, play (pipelined), acknowledgements and ping responses.  It parses
 chunk headers just enough to follow message boundaries and timestamps, and
 skips payloads without copying them (only Set Chunk Size and User Control
 payloads are read).  It counts bytes and video frames and keeps the newest
-video timestamp.
+video timestamp.  It counts its reads (``data_received`` calls) too.
+
+Two options make many players cheap to run in one process (the benchmark
+records which were used):
+
+* ``rcvlowat``: once a player's first video frame arrived, its socket gets
+  ``SO_RCVLOWAT`` so the kernel wakes it only when that many bytes wait (Linux
+  epoll honours it for TCP).  Fewer, larger reads; each message is seen later
+  by at most the time the server takes to send that many bytes, so it must not
+  be used where latency is measured.
+* :func:`event_loop_factory`: uvloop's event loop if it is importable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import struct
 import sys
 import time
@@ -177,29 +188,38 @@ class _ChunkFollower:
         self.rest = b""
         end = len(buf)
         pos = 0
+        start = 0
         cur = self.cur
         chunk_left = self.chunk_left
+        collect = self.collect
+        chunk_size = self.chunk_size
         streams = self.streams
+        on_message = self.on_message
         while True:
             if cur is not None:
-                n = end - pos
-                if n > chunk_left:
-                    n = chunk_left
-                if self.collect is not None:
-                    self.collect += buf[pos : pos + n]
-                pos += n
-                chunk_left -= n
-                cur[4] -= n
-                if cur[4] == 0:
-                    payload = None
-                    if self.collect is not None:
-                        payload = bytes(self.collect)
-                        self.collect = None
-                        if cur[0] == 1:
-                            self.chunk_size = struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
-                    self.on_message(cur[0], cur[2], cur[1], payload)
-                if chunk_left:
+                # The body of the current chunk: skip it (or collect a control payload).
+                if end - pos < chunk_left:
+                    if collect is not None:
+                        collect += buf[pos:end]
+                    cur[4] -= end - pos
+                    chunk_left -= end - pos
+                    pos = end
                     break
+                if collect is not None:
+                    collect += buf[pos : pos + chunk_left]
+                pos += chunk_left
+                left = cur[4] - chunk_left
+                cur[4] = left
+                chunk_left = 0
+                if not left:
+                    if collect is not None:
+                        payload = bytes(collect)
+                        collect = None
+                        if cur[0] == 1:
+                            chunk_size = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+                        on_message(cur[0], cur[2], cur[1], payload)
+                    else:
+                        on_message(cur[0], cur[2], cur[1], None)
                 cur = None
             start = pos
             if pos >= end:
@@ -208,22 +228,38 @@ class _ChunkFollower:
             fmt = b0 >> 6
             csid = b0 & 0x3F
             p = pos + 1
-            if csid == 0:
-                if p >= end:
-                    break
-                csid = 64 + buf[p]
-                p += 1
-            elif csid == 1:
-                if p + 1 >= end:
-                    break
-                csid = 64 + buf[p] + (buf[p + 1] << 8)
-                p += 2
+            if csid < 2:
+                if csid == 0:
+                    if p >= end:
+                        break
+                    csid = 64 + buf[p]
+                    p += 1
+                else:
+                    if p + 1 >= end:
+                        break
+                    csid = 64 + buf[p] + (buf[p + 1] << 8)
+                    p += 2
             st = streams.get(csid)
-            if fmt == 0:
+            if fmt == 3:
+                # The common case: a continuation chunk (or a repeat of the last header).
+                if st is None:
+                    raise ValueError(f"fmt 3 on fresh csid {csid}")
+                if st[5]:
+                    if p + 4 > end:
+                        break
+                    p += 4
+                if st[4]:
+                    pos = p
+                    chunk_left = st[4] if st[4] < chunk_size else chunk_size
+                    cur = st
+                    continue
+                st[2] = (st[2] + st[3]) & 0xFFFFFFFF
+                st[4] = st[1]
+            elif fmt == 0:
                 if p + 11 > end:
                     break
-                ts = int.from_bytes(buf[p : p + 3], "big")
-                length = int.from_bytes(buf[p + 3 : p + 6], "big")
+                ts = (buf[p] << 16) | (buf[p + 1] << 8) | buf[p + 2]
+                length = (buf[p + 3] << 16) | (buf[p + 4] << 8) | buf[p + 5]
                 type_id = buf[p + 6]
                 p += 11
                 ext = 0
@@ -234,32 +270,26 @@ class _ChunkFollower:
                     p += 4
                     ext = 1
                 if st is None:
-                    st = streams[csid] = [0, 0, 0, 0, 0, 0]
-                st[0] = type_id
-                st[1] = length
-                st[2] = ts
-                st[3] = ts
-                st[4] = length
-                st[5] = ext
-            elif fmt == 3:
-                if st is None:
-                    raise ValueError(f"fmt 3 on fresh csid {csid}")
-                if st[5]:
-                    if p + 4 > end:
-                        break
-                    p += 4
-                if st[4] == 0:
-                    st[2] = (st[2] + st[3]) & 0xFFFFFFFF
-                    st[4] = st[1]
+                    st = streams[csid] = [type_id, length, ts, ts, length, ext]
+                else:
+                    st[0] = type_id
+                    st[1] = length
+                    st[2] = ts
+                    st[3] = ts
+                    st[4] = length
+                    st[5] = ext
             else:
-                need = 7 if fmt == 1 else 3
-                if p + need > end:
+                if p + (7 if fmt == 1 else 3) > end:
                     break
-                delta = int.from_bytes(buf[p : p + 3], "big")
+                delta = (buf[p] << 16) | (buf[p + 1] << 8) | buf[p + 2]
+                if st is None:
+                    st = streams[csid] = [0, 0, 0, 0, 0, 0]
                 if fmt == 1:
-                    length = int.from_bytes(buf[p + 3 : p + 6], "big")
-                    type_id = buf[p + 6]
-                p += need
+                    st[1] = (buf[p + 3] << 16) | (buf[p + 4] << 8) | buf[p + 5]
+                    st[0] = buf[p + 6]
+                    p += 7
+                else:
+                    p += 3
                 ext = 0
                 if delta == 0xFFFFFF:
                     if p + 4 > end:
@@ -267,26 +297,24 @@ class _ChunkFollower:
                     delta = int.from_bytes(buf[p : p + 4], "big")
                     p += 4
                     ext = 1
-                if st is None:
-                    st = streams[csid] = [0, 0, 0, 0, 0, 0]
-                if fmt == 1:
-                    st[0] = type_id
-                    st[1] = length
                 st[2] = (st[2] + delta) & 0xFFFFFFFF
                 st[3] = delta
                 st[4] = st[1]
                 st[5] = ext
+            # The first chunk of a message.
             pos = p
-            chunk_left = min(st[4], self.chunk_size)
             cur = st
-            if st[4] == st[1] and 1 <= st[0] <= 6:
-                self.collect = bytearray()
-            if chunk_left == 0:  # empty message
-                self.on_message(st[0], st[2], 0, b"" if self.collect is not None else None)
-                self.collect = None
+            chunk_left = st[4] if st[4] < chunk_size else chunk_size
+            if 1 <= st[0] <= 6:
+                collect = bytearray()
+            if not chunk_left:  # an empty message
+                on_message(st[0], st[2], 0, b"" if collect is not None else None)
+                collect = None
                 cur = None
         self.cur = cur
         self.chunk_left = chunk_left
+        self.collect = collect
+        self.chunk_size = chunk_size
         if cur is None and start < end:
             self.rest = buf[start:]
 
@@ -299,6 +327,7 @@ class _Base(asyncio.Protocol):
         self.handshake = b""
         self.streaming = False
         self.bytes = 0
+        self.reads = 0
         self.follower = _ChunkFollower(self._message)
         self.writer = ChunkWriter()
         self.window = 0
@@ -316,6 +345,7 @@ class _Base(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.bytes += len(data)
+        self.reads += 1
         if not self.streaming:
             self.handshake += data
             if len(self.handshake) < 1 + 2 * HANDSHAKE_SIZE:
@@ -372,16 +402,26 @@ class Stats:
 
 
 class Player(_Base):
-    """A cheap player of ``app/name``: counts bytes, frames and latency."""
+    """
+    A cheap player of ``app/name``: counts bytes, frames and latency.
 
-    def __init__(self, app: str, name: str, port: int, sent_at: dict[int, float]) -> None:
+    ``rcvlowat`` (bytes, 0 for none) is set as the socket's ``SO_RCVLOWAT``
+    when the first video frame arrives (not before: the handshake and the
+    command replies are smaller than that).
+    """
+
+    def __init__(
+        self, app: str, name: str, port: int, sent_at: dict[int, float], rcvlowat: int = 0
+    ) -> None:
         super().__init__()
         self.app = app
         self.name = name
         self.port = port
         self.sent_at = sent_at
+        self.rcvlowat = rcvlowat
         self.stats = Stats()
         self.started = asyncio.get_event_loop().create_future()
+        self._waiting = True
 
     def after_handshake(self) -> bytes:
         w = self.writer
@@ -393,6 +433,13 @@ class Player(_Base):
             + w.write(msg.encode_control(msg.SetBufferLength(1, 100)), 2)
         )
 
+    def _message(self, type_id: int, timestamp: int, length: int, payload: bytes | None) -> None:
+        # Audio, the most frequent message, needs nothing: one call less per message.
+        if type_id == VIDEO:
+            self.on_message(type_id, timestamp, length)
+        elif type_id != AUDIO:
+            super()._message(type_id, timestamp, length, payload)
+
     def on_message(self, type_id: int, timestamp: int, length: int) -> None:
         if type_id != VIDEO:
             return
@@ -402,8 +449,13 @@ class Player(_Base):
             stats.last_video = timestamp
         if stats.first_video < 0:
             stats.first_video = timestamp
-        if not self.started.done():
-            self.started.set_result(None)
+        if self._waiting:
+            self._waiting = False
+            if not self.started.done():
+                self.started.set_result(None)
+            if self.rcvlowat and self.transport is not None:
+                sock = self.transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, self.rcvlowat)
         if stats.latencies is not None:
             sent = self.sent_at.get(timestamp)
             if sent is None:
@@ -506,7 +558,13 @@ class Crowd:
 
 
 async def open_players(
-    count: int, port: int, app: str, name: str, sent_at: dict[int, float], batch: int = 50
+    count: int,
+    port: int,
+    app: str,
+    name: str,
+    sent_at: dict[int, float],
+    batch: int = 50,
+    rcvlowat: int = 0,
 ) -> Crowd:
     """Connect ``count`` players, ``batch`` handshakes at a time."""
     loop = asyncio.get_event_loop()
@@ -514,9 +572,29 @@ async def open_players(
     for first in range(0, count, batch):
         made = await asyncio.gather(
             *(
-                loop.create_connection(lambda: Player(app, name, port, sent_at), "127.0.0.1", port)
+                loop.create_connection(
+                    lambda: Player(app, name, port, sent_at, rcvlowat), "127.0.0.1", port
+                )
                 for _ in range(min(batch, count - first))
             )
         )
         crowd.players.extend(protocol for _, protocol in made)
     return crowd
+
+
+def event_loop_factory(kind: str = "auto") -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """
+    The event loop to run the load client on, and its name.
+
+    ``kind`` is ``"asyncio"``, ``"uvloop"`` (which must be importable) or
+    ``"auto"`` (uvloop if importable, else asyncio's default loop).
+    """
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise
+        else:
+            return f"uvloop {uvloop.__version__}", uvloop.new_event_loop
+    return "asyncio", asyncio.new_event_loop
