@@ -341,6 +341,9 @@ async def run_step(
         pass
     await asyncio.sleep(args.warmup)
     players = crowd.players
+    # Players read everything waiting below SO_RCVLOWAT at the window's start
+    # and end, so the frames counted and the lag are an eager reader's.
+    await crowd.drain()
     # SO_RCVLOWAT delays what a player sees: no latency figures with it.
     for player in players:
         player.stats = rtmp_load.Stats(latencies=None if rcvlowat else [])
@@ -352,6 +355,7 @@ async def run_step(
     wall0 = time.monotonic()
     sent0 = publisher.video_sent
     await asyncio.sleep(args.window)
+    await crowd.drain()
     wall = time.monotonic() - wall0
     cpu = cpu_seconds(server.pid) - cpu0
     client = time.process_time() - client0

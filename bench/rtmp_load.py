@@ -433,6 +433,13 @@ class Player(_Base):
             + w.write(msg.encode_control(msg.SetBufferLength(1, 100)), 2)
         )
 
+    def set_rcvlowat(self, size: int) -> None:
+        """Set the socket's ``SO_RCVLOWAT`` (1: wake on any data), once playing."""
+        if self._waiting or self.transport is None or self.transport.is_closing():
+            return
+        sock = self.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
+
     def _message(self, type_id: int, timestamp: int, length: int, payload: bytes | None) -> None:
         # Audio, the most frequent message, needs nothing: one call less per message.
         if type_id == VIDEO:
@@ -453,9 +460,8 @@ class Player(_Base):
             self._waiting = False
             if not self.started.done():
                 self.started.set_result(None)
-            if self.rcvlowat and self.transport is not None:
-                sock = self.transport.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, self.rcvlowat)
+            if self.rcvlowat:
+                self.set_rcvlowat(self.rcvlowat)
         if stats.latencies is not None:
             sent = self.sent_at.get(timestamp)
             if sent is None:
@@ -550,6 +556,23 @@ class Crowd:
     """Players started together."""
 
     players: list[Player] = field(default_factory=list)
+
+    async def drain(self, seconds: float = 0.05) -> None:
+        """
+        Let every playing player read what waits below its ``SO_RCVLOWAT``.
+
+        Wakes them on any data for ``seconds``, then restores their own
+        ``rcvlowat``: call it just before reading or resetting their stats, so
+        that the counts are as fresh as an eager reader's.
+        """
+        lowat = [p for p in self.players if p.rcvlowat]
+        if not lowat:
+            return
+        for player in lowat:
+            player.set_rcvlowat(1)
+        await asyncio.sleep(seconds)
+        for player in lowat:
+            player.set_rcvlowat(player.rcvlowat)
 
     def close(self) -> None:
         for player in self.players:
