@@ -289,6 +289,7 @@ async def run_server(server: Server, clip: Clip, args: argparse.Namespace, out: 
             f"{step['client_core_busy']:.0%} cpu_s/GB={step['cpu_seconds_per_gb']:.2f} "
             f"lat p50/p99={latency} rss/conn={step['rss_per_connection_kb']:.0f} kB "
             f"reads/s={step['client_reads_per_player_s']:.0f} rcvlowat={rcvlowat} "
+            f"loop_late={step['client_loop_late_ms_max']:.0f}ms "
             f"load={step['loadavg'][0]:.2f}"
         )
         if not step["all_realtime"] or step["client_saturated"]:
@@ -304,8 +305,12 @@ async def run_server(server: Server, clip: Clip, args: argparse.Namespace, out: 
         "server": server.name,
         "version": server.version(),
         "max_realtime_players": best["players"] if best else 0,
-        "limited_by_client": bool(
-            steps and steps[-1]["client_saturated"] and steps[-1]["all_realtime"]
+        # The last step's client was saturated: whether it passed or not, the
+        # server's limit is not known past the largest passing step.
+        "limited_by_client": bool(steps and steps[-1]["client_saturated"]),
+        # Every step passed: the real limit is higher than the largest step.
+        "limited_by_steps": bool(
+            steps and steps[-1]["all_realtime"] and steps[-1]["players"] == args.steps[-1]
         ),
         "cpu_seconds_per_gb": best["cpu_seconds_per_gb"] if best else None,
         "latency_ms_p50_at_100": at100["latency_ms_p50"] if at100 else None,
@@ -321,6 +326,14 @@ async def run_server(server: Server, clip: Clip, args: argparse.Namespace, out: 
 def rcvlowat_bytes(clip: Clip, args: argparse.Namespace) -> int:
     """``--rcvlowat-ms`` of the clip's media bit rate, in bytes (0: off)."""
     return int(clip.bitrate / 8 * args.rcvlowat_ms / 1000)
+
+
+async def watch_loop(lateness: list[float], tick: float = 0.05) -> None:
+    """Append how late each ``tick`` s timer fired (seconds), until cancelled."""
+    while True:
+        before = time.perf_counter()
+        await asyncio.sleep(tick)
+        lateness.append(time.perf_counter() - before - tick)
 
 
 async def run_step(
@@ -354,7 +367,12 @@ async def run_step(
     cores0 = core_times(args.server_core), core_times(args.client_core)
     wall0 = time.monotonic()
     sent0 = publisher.video_sent
+    # How late the client's event loop runs a 50 ms timer: a late loop delays
+    # every player (and the publisher), whatever its CPU share says.
+    lateness: list[float] = []
+    watcher = asyncio.ensure_future(watch_loop(lateness))
     await asyncio.sleep(args.window)
+    watcher.cancel()
     await crowd.drain()
     wall = time.monotonic() - wall0
     cpu = cpu_seconds(server.pid) - cpu0
@@ -384,6 +402,7 @@ async def run_step(
     crowd.close()
     await asyncio.sleep(1.0)
     ms = [x * 1000 for x in latencies]
+    late_ms = max(lateness, default=0.0) * 1000
     return {
         "kind": "step",
         "server": server.name,
@@ -401,7 +420,8 @@ async def run_step(
         "client_cpu_share": client / wall,
         "server_core_busy": server_core,
         "client_core_busy": client_core,
-        "client_saturated": client / wall > args.client_limit,
+        "client_loop_late_ms_max": late_ms,
+        "client_saturated": client / wall > args.client_limit or late_ms > args.client_max_late,
         # Other processes on the load client's core (a shared machine) make
         # the step's figures a lower bound for the server.
         "client_core_contended": client_core - client / wall > 0.25,
@@ -456,6 +476,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=0.90,
         help="client CPU (or client core busy) share that stops the sweep",
+    )
+    parser.add_argument(
+        "--client-max-late",
+        type=float,
+        default=250.0,
+        help="ms the client's event loop may run a timer late before the sweep stops",
     )
     parser.add_argument(
         "--rcvlowat-ms",
@@ -545,8 +571,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for summary in summaries.values():
         if summary["limited_by_client"]:
             print(
-                f"note: {summary['server']}'s sweep was stopped by the load client's core, "
-                "not the server"
+                f"note: {summary['server']}'s sweep was stopped by the load client (its CPU or "
+                "its event loop's lateness), not the server: the limit is a lower bound"
+            )
+        if summary["limited_by_steps"] and not summary["limited_by_client"]:
+            print(
+                f"note: {summary['server']} kept real time at every step: its limit is above "
+                f"N={summary['max_realtime_players']} (add --steps)"
             )
         if summary["contended_steps"]:
             print(
