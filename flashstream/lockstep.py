@@ -45,17 +45,19 @@ class LockstepMember(Protocol):
 
     lockstep: LockstepGroup | None
 
+    def send_now(self, data: bytes) -> bool:
+        """Send the group's ``data`` at once; False if the player must leave."""
+
     def lockstep_key(self) -> tuple[object, ...] | None:
         """The state a group must share with this player; None: cannot join now."""
 
     def join_lockstep(self, group: LockstepGroup) -> None:
-        """Lend the connection's audio/video chunk streams to ``group``."""
+        """Lend the connection's audio/video chunk streams to ``group`` (now
+        playing us; also called when our group merges into ``group``)."""
 
     def leave_lockstep(self, pieces: list[bytes], snapshot: tuple[object, ...]) -> None:
         """Queue ``pieces`` (unsent chunks of the group) and adopt ``snapshot``."""
 
-    def write_lockstep(self, data: bytes, messages: int, payload_bytes: int) -> bool:
-        """Send the group's ``data``; False if the player must now leave."""
 
 
 class LockstepGroup:
@@ -74,11 +76,15 @@ class LockstepGroup:
         self.members: dict[LockstepMember, None] = {}
         #: Members not yet written to during a :meth:`flush` (they still need
         #: the chunks being flushed if they leave meanwhile).
-        self._unwritten: dict[LockstepMember, None] = {}
+        self._order: list[LockstepMember] = []
+        self._position = 0
         self._flushing: list[bytes] = []
-        #: Writes done and messages carried (statistics, tests).
+        #: Writes done (statistics, tests).
         self.writes = 0
+        #: Messages and payload bytes carried so far (members' counters add
+        #: what was carried while they were members).
         self.messages = 0
+        self.payload_bytes = 0
 
     def key(self) -> tuple[object, ...]:
         """What a player's ``lockstep_key`` must equal to join."""
@@ -100,33 +106,36 @@ class LockstepGroup:
         for member in other.members:
             self.members[member] = None
             member.lockstep = self
+            member.join_lockstep(self)
         other.members = {}
 
     def add(self, message: SharedMessage) -> bool:
         """Carry ``message`` for every member; False if it cannot (dissolve)."""
         if self._writer.add(message):
             self.messages += 1
+            self.payload_bytes += len(message.payload)
             return True
         return False
 
     def flush(self) -> None:
         """Write the chunks added since the last flush to every member."""
-        pieces, messages, payload_bytes = self._writer.take()
+        pieces = self._writer.take()[0]
         if not pieces:
             return
         data = b"".join(pieces)
         self.writes += 1
         self._flushing = pieces
-        self._unwritten = unwritten = dict(self.members)
+        self._order = order = list(self.members)
         try:
-            for member in list(unwritten):
-                if member not in unwritten:
+            # The hot loop of the live fan-out: one call per player per read.
+            for position, member in enumerate(order):
+                if member.lockstep is not self:
                     continue  # it left while others were written to
-                del unwritten[member]
-                if not member.write_lockstep(data, messages, payload_bytes):
+                self._position = position
+                if not member.send_now(data):
                     self.leave(member)
         finally:
-            self._unwritten = {}
+            self._order = []
             self._flushing = []
 
     def leave(self, member: LockstepMember) -> None:
@@ -136,9 +145,8 @@ class LockstepGroup:
         del self.members[member]
         member.lockstep = None
         pieces = list(self._writer.pieces)
-        if member in self._unwritten:
-            del self._unwritten[member]
-            pieces[:0] = self._flushing
+        if self._flushing and member in self._order[self._position + 1 :]:
+            pieces[:0] = self._flushing  # it was not written to yet
         member.leave_lockstep(pieces, self._writer.snapshot())
         self._on_leave(member)
 

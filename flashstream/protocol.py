@@ -45,7 +45,7 @@ from .rtmp.limits import Limits
 from .rtmp.sharedobject import SharedObjectMessage
 from .sendqueue import HeldPieces, transport_held
 from .streams import NetStream
-from .writethrough import can_write_through, write_through
+from .writethrough import can_write_through, send_at_once, write_through
 
 CONNECTION_DONE = Failure(ConnectionDone())
 _log = Logger()
@@ -547,12 +547,22 @@ class RTMPServerProtocol(Protocol):
         write_through(transport, out, self._direct)
 
     def _send_now(self, data: bytes) -> bool:
-        """Write a lockstep group's ``data`` (our queue is empty: the group
-        checked).  False if the player must leave the group: dropped, or its
-        backlog is filling so its gate must skip video."""
+        """Write a lockstep group's ``data``.  False if the player must leave
+        the group: dropped, or its backlog is filling so its gate must skip
+        video.
+
+        Called for every member of every group on every publisher read, so
+        the common case -- plain TCP, nothing queued anywhere -- is one
+        ``send`` with no further calls (:func:`send_at_once`).
+        """
         connection = self.connection
         if connection is None or self._dropped:
             return False
+        held = self._held  # not None on plain TCP (``_direct``)
+        if self._direct and not self._congested and not held.waiting:  # type: ignore[union-attr]
+            connection.bytes_sent += len(data)
+            send_at_once(self.transport, data)  # type: ignore[arg-type]
+            return True
         size = len(data)
         if self._congested:
             if not self._check_backlog(size):

@@ -65,12 +65,13 @@ class HeldPieces:
     def __init__(self, transport: ITransport, direct: bool = True) -> None:
         self._transport = transport
         self._direct = direct
-        self._pieces: deque[bytes] = deque()
+        #: The pieces waiting, in order (read-only outside this class).
+        self.waiting: deque[bytes] = deque()
         self._bytes = 0
 
     def __bool__(self) -> bool:
         """True while pieces wait here."""
-        return bool(self._pieces)
+        return bool(self.waiting)
 
     def held_bytes(self) -> int:
         """Memory the waiting pieces cost (their lengths plus :data:`PIECE_OVERHEAD` each)."""
@@ -78,7 +79,7 @@ class HeldPieces:
 
     def hold(self, pieces: Sequence[bytes]) -> None:
         """Keep ``pieces`` (references, not copies) behind those already waiting."""
-        self._pieces.extend(pieces)
+        self.waiting.extend(pieces)
         self._bytes += sum(map(len, pieces)) + PIECE_OVERHEAD * len(pieces)
 
     def feed(self, paused: Callable[[], bool]) -> None:
@@ -89,7 +90,7 @@ class HeldPieces:
         only what the socket did not take; once that passes the transport's
         buffer size it pauses us (synchronously) and the rest stays here.
         """
-        pieces = self._pieces
+        pieces = self.waiting
         while pieces and not paused():
             batch: list[bytes] = []
             size = 0
@@ -103,6 +104,6 @@ class HeldPieces:
     def clear(self) -> int:
         """Forget every waiting piece; returns the bytes dropped."""
         dropped = self._bytes
-        self._pieces.clear()
+        self.waiting.clear()
         self._bytes = 0
         return dropped

@@ -59,6 +59,9 @@ class NetStream:
         self._paused = False
         #: The lockstep group playing this stream for us, if any.
         self.lockstep: LockstepGroup | None = None
+        #: The group we count for, with its (messages, payload bytes)
+        #: counters when we joined it.
+        self._joined: tuple[LockstepGroup, int, int] | None = None
         #: Decides what of the live stream reaches the player (clean cuts).
         self.gate = PlayerGate()
         self._update_state()
@@ -72,9 +75,9 @@ class NetStream:
         #: leave the group (backlog filling, dropped).  The adapter installs
         #: its own; by default they are queued on the connection and flushed.
         self.send_now: Callable[[bytes], bool] = self._queue_now
-        self.messages_out = 0
+        self._messages_out = 0
         #: Payload bytes sent to a player / received from a publisher.
-        self.bytes_out = 0
+        self._bytes_out = 0
         self.bytes_in = 0
         #: Set by an application playing something seekable (a file).
         self.playback: IPlayback | None = None
@@ -155,8 +158,8 @@ class NetStream:
         for sent in out:
             send(stream_id, sent if sent.__class__ is SharedMessage else share(sent))
             size += len(sent.payload)
-        self.messages_out += len(out)
-        self.bytes_out += size
+        self._messages_out += len(out)
+        self._bytes_out += size
         self._flush_media()
 
     @property
@@ -264,24 +267,46 @@ class NetStream:
 
     def join_lockstep(self, group: LockstepGroup) -> None:
         """Lend the connection's audio/video chunk streams to ``group``."""
+        self._settle()
+        self._joined = (group, group.messages, group.payload_bytes)
         self.connection.lend_media(self._leave_lockstep)
 
     def leave_lockstep(self, pieces: list[bytes], snapshot: tuple[object, ...]) -> None:
-        """Back on our own: queue the group's unsent ``pieces``, adopt its state."""
+        """Back on our own: queue the group's unsent ``pieces``, adopt its state.
+
+        Our counters keep what the group carried for us.
+        """
+        self._settle()
+        self._joined = None
         self.connection.take_back(pieces, snapshot)
         if pieces:
             self._flush_media()
-
-    def write_lockstep(self, data: bytes, messages: int, payload_bytes: int) -> bool:
-        """Send the group's ``data`` (``messages`` messages); False: leave it."""
-        self.messages_out += messages
-        self.bytes_out += payload_bytes
-        return self.send_now(data)
 
     def _leave_lockstep(self) -> None:
         group = self.lockstep
         if group is not None:
             group.leave(self)
+
+    def _settle(self) -> None:
+        """Add what our group carried for us since we joined it to our counters."""
+        joined = self._joined
+        if joined is not None:
+            group, messages, payload = joined
+            self._messages_out += group.messages - messages
+            self._bytes_out += group.payload_bytes - payload
+            self._joined = (group, group.messages, group.payload_bytes)
+
+    @property
+    def messages_out(self) -> int:
+        """Messages sent to the player (by us or by our lockstep group)."""
+        self._settle()
+        return self._messages_out
+
+    @property
+    def bytes_out(self) -> int:
+        """Payload bytes sent to the player (by us or by our lockstep group)."""
+        self._settle()
+        return self._bytes_out
 
     def _queue_now(self, data: bytes) -> bool:
         self.connection.queue_raw(data)

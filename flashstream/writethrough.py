@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from twisted.internet import tcp
 from twisted.internet.interfaces import ITransport
 
-__all__ = ["MAX_PIECES", "can_write_through", "write_through"]
+__all__ = ["MAX_PIECES", "can_write_through", "send_at_once", "write_through"]
 
 #: Most pieces handed to one ``sendmsg`` (well under any IOV_MAX).
 MAX_PIECES = 64
@@ -75,6 +75,20 @@ def write_through(transport: ITransport, pieces: Sequence[bytes], direct: bool) 
                     return
                 pieces = _unsent(pieces, sent)
     transport.writeSequence(pieces)
+
+
+def send_at_once(conn: tcp.Connection, data: bytes) -> None:
+    """:func:`write_through` of one string to a connection that qualifies
+    (:func:`can_write_through`), without building a list: one ``send``."""
+    if conn.dataBuffer or conn._tempDataBuffer or conn.disconnecting or not conn.connected:
+        conn.write(data)
+        return
+    try:
+        sent = conn.socket.send(data)
+    except OSError:
+        sent = 0  # EAGAIN, or an error Twisted's doWrite will report
+    if sent != len(data):
+        conn.write(data[sent:] if sent else data)
 
 
 def _unsent(pieces: Sequence[bytes], sent: int) -> list[bytes]:

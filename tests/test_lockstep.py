@@ -17,6 +17,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,7 +28,7 @@ from flashstream.applications import LiveApplication
 from flashstream.config import ApplicationConfig
 from flashstream.hub import StreamHub
 from flashstream.interfaces import IStreamApplication
-from flashstream.lockstep import LockstepGroup
+from flashstream.lockstep import LockstepGroup, LockstepMember
 from flashstream.protocol import RTMPServerFactory
 from flashstream.rtmp.limits import Limits
 from flashstream.rtmp.messages import Message, MessageType
@@ -394,7 +395,7 @@ class FakeMember:
         """Keep what was given back."""
         self.given_back.extend(pieces)
 
-    def write_lockstep(self, data: bytes, messages: int, payload_bytes: int) -> bool:
+    def send_now(self, data: bytes) -> bool:
         """Keep what was sent; run the scripted side effect."""
         self.sent.append(data)
         if callable(self.on_write):
@@ -422,4 +423,4 @@ def test_member_leaving_during_a_flush_gets_the_chunks_it_was_not_sent() -> None
     assert second.sent == [] and b"".join(second.given_back) == first.sent[0]
     assert third.sent == first.sent
     assert left == [second, first]
-    assert list(group.members) == [third]
+    assert list(group.members) == [cast(LockstepMember, third)]

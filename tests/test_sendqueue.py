@@ -67,7 +67,7 @@ def test_hold_keeps_references_and_counts_them() -> None:
     held.hold([b"head", body])
     assert held
     assert held.held_bytes() == 5004 + 2 * PIECE_OVERHEAD
-    assert held._pieces[1] is body
+    assert held.waiting[1] is body
     assert held.clear() == 5004 + 2 * PIECE_OVERHEAD
     assert not held and held.held_bytes() == 0
 

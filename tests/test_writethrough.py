@@ -8,14 +8,15 @@ anything but a plain TCP connection takes the ordinary path.  A real
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import cast
 
 import pytest
 from twisted.internet import tcp
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactor, StringTransport
 
-from flashstream.writethrough import _unsent, can_write_through, write_through
+from flashstream.writethrough import _unsent, can_write_through, send_at_once, write_through
 from tests.helpers import read_available
 
 
@@ -40,36 +41,53 @@ def test_only_plain_tcp_qualifies(
     assert not can_write_through(StringTransport())
 
 
+Writer = Callable[[tcp.Connection, list[bytes]], None]
+
+
+def _through(connection: tcp.Connection, pieces: list[bytes]) -> None:
+    write_through(connection, pieces, True)
+
+
+def _at_once(connection: tcp.Connection, pieces: list[bytes]) -> None:
+    send_at_once(connection, b"".join(pieces))
+
+
+@pytest.fixture(params=[_through, _at_once], ids=["write_through", "send_at_once"])
+def writer(request: pytest.FixtureRequest) -> Writer:
+    """Both ways of writing at once: pieces (sendmsg) and one string (send)."""
+    return cast(Writer, request.param)
+
+
 def test_empty_queue_sends_at_once(
-    pair: tuple[tcp.Connection, socket.socket, MemoryReactor],
+    pair: tuple[tcp.Connection, socket.socket, MemoryReactor], writer: Writer
 ) -> None:
     """With nothing queued the pieces reach the peer now; the reactor is not involved."""
     connection, peer, reactor = pair
-    write_through(connection, [b"head", b"body"], True)
+    writer(connection, [b"head", b"body"])
     assert read_available(peer) == b"headbody"
     assert connection._tempDataBuffer == []
     assert connection not in reactor.getWriters()
 
 
 def test_queued_bytes_stay_in_front(
-    pair: tuple[tcp.Connection, socket.socket, MemoryReactor],
+    pair: tuple[tcp.Connection, socket.socket, MemoryReactor], writer: Writer
 ) -> None:
     """While Twisted has bytes queued, new pieces queue behind them (order kept)."""
     connection, peer, _ = pair
     connection.write(b"first ")
-    write_through(connection, [b"second"], True)
+    writer(connection, [b"second"])
     assert read_available(peer) == b""
     connection.doWrite()
     assert read_available(peer) == b"first second"
 
 
 def test_partial_send_queues_the_rest_in_order(
-    pair: tuple[tcp.Connection, socket.socket, MemoryReactor],
+    pair: tuple[tcp.Connection, socket.socket, MemoryReactor], writer: Writer
 ) -> None:
     """What the socket does not take is queued; the peer gets every byte once, in order."""
     connection, peer, reactor = pair
     pieces = [bytes([n]) * 300_000 for n in range(1, 5)]
-    write_through(connection, pieces, True)
+    writer(connection, pieces)
     assert connection._tempDataBuffer, "a socketpair buffer cannot take 1.2 MB"
     assert connection in reactor.getWriters()
     received = b""
@@ -93,6 +111,8 @@ def test_not_direct_or_closing_takes_the_ordinary_path(
     connection.disconnecting = True
     write_through(connection, [b"b"], True)
     assert connection._tempDataBuffer == [b"b"]
+    send_at_once(connection, b"c")
+    assert connection._tempDataBuffer == [b"b", b"c"]
     assert read_available(peer) == b"a"
 
 
