@@ -34,9 +34,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+import attrs
+
 from .rtmp.prechunk import LockstepWriter, SharedMessage
 
-__all__ = ["LockstepGroup", "LockstepMember"]
+__all__ = ["DirectSend", "LockstepGroup", "LockstepMember"]
+
+
+class SentCounter(Protocol):
+    """What counts the bytes sent on a connection (``ServerConnection``)."""
+
+    bytes_sent: int
+
+
+@attrs.frozen
+class DirectSend:
+    """How a member's bytes may go straight to its socket while nothing is
+    queued for it anywhere (plain TCP): the socket's ``send`` and the
+    connection's byte counter."""
+
+    send: Callable[[bytes], int]
+    counter: SentCounter
 
 
 @runtime_checkable
@@ -47,6 +65,12 @@ class LockstepMember(Protocol):
 
     def send_now(self, data: bytes) -> bool:
         """Send the group's ``data`` at once; False if the player must leave."""
+
+    def direct_send(self) -> DirectSend | None:
+        """How to send straight to the socket now, if nothing is queued anywhere."""
+
+    def send_rest(self, data: bytes, sent: int) -> None:
+        """The socket took only ``sent`` bytes of ``data``: queue the rest."""
 
     def lockstep_key(self) -> tuple[object, ...] | None:
         """The state a group must share with this player; None: cannot join now."""
@@ -72,8 +96,9 @@ class LockstepGroup:
         assert isinstance(snapshot, tuple) and isinstance(stream_id, int)
         self._writer = LockstepWriter(snapshot, stream_id)
         self._on_leave = on_leave
-        #: Members, in joining order.
-        self.members: dict[LockstepMember, None] = {}
+        #: Members, in joining order, with how to send to them directly
+        #: (None: through their ``send_now``).
+        self.members: dict[LockstepMember, DirectSend | None] = {}
         #: Members not yet written to during a :meth:`flush` (they still need
         #: the chunks being flushed if they leave meanwhile).
         self._order: list[LockstepMember] = []
@@ -97,14 +122,14 @@ class LockstepGroup:
 
     def join(self, member: LockstepMember) -> None:
         """Add ``member`` (the caller checked its key and that we are idle)."""
-        self.members[member] = None
         member.lockstep = self
         member.join_lockstep(self)
+        self.members[member] = member.direct_send()
 
     def merge(self, other: LockstepGroup) -> None:
         """Take ``other``'s members (both idle, with equal keys)."""
-        for member in other.members:
-            self.members[member] = None
+        for member, direct in other.members.items():
+            self.members[member] = direct
             member.lockstep = self
             member.join_lockstep(self)
         other.members = {}
@@ -123,14 +148,29 @@ class LockstepGroup:
         if not pieces:
             return
         data = b"".join(pieces)
+        size = len(data)
         self.writes += 1
         self._flushing = pieces
-        self._order = order = list(self.members)
+        entries = list(self.members.items())
+        self._order = [member for member, _ in entries]
         try:
-            # The hot loop of the live fan-out: one call per player per read.
-            for position, member in enumerate(order):
+            # The hot loop of the live fan-out: per player and publisher
+            # read, one send on plain TCP, one call otherwise.
+            for position, (member, direct) in enumerate(entries):
                 if member.lockstep is not self:
                     continue  # it left while others were written to
+                if direct is not None:
+                    try:
+                        sent = direct.send(data)
+                    except OSError:
+                        sent = 0  # a full socket, or an error Twisted will report
+                    if sent == size:
+                        direct.counter.bytes_sent += size
+                        continue
+                    self._position = position
+                    member.send_rest(data, sent)
+                    self.leave(member)  # something is queued now: not direct any more
+                    continue
                 self._position = position
                 if not member.send_now(data):
                     self.leave(member)

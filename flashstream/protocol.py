@@ -17,6 +17,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, cast
 
+from twisted.internet import tcp
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
@@ -37,6 +38,7 @@ from .bandwidth import BandwidthResult
 from .calls import CallTracker, bounded
 from .hub import StreamHub
 from .interfaces import ICallHandler, ISharedObjectHandler, IStreamApplication, ISwitchablePlayback
+from .lockstep import DirectSend
 from .rtmp import commands as cmd
 from .rtmp import events as ev
 from .rtmp.connection import ServerConnection, State, StreamMode
@@ -572,6 +574,35 @@ class RTMPServerProtocol(Protocol):
         self._write([data])
         return not self._congested or not self.backlog_full()
 
+    def _direct_send(self) -> DirectSend | None:
+        """How a lockstep group may send to our socket itself: only on plain
+        TCP with nothing queued (here or in Twisted) and nothing amiss.  The
+        group keeps it while we are a member; any other write on the
+        connection makes us leave first, and a partial send ends it
+        (:meth:`_send_rest`)."""
+        transport = self.transport
+        connection = self.connection
+        if not self._direct or connection is None or self._dropped or self._congested:
+            return None
+        held = self._held
+        conn = cast(tcp.Connection, transport)
+        if (held is not None and held.waiting) or conn.dataBuffer or conn._tempDataBuffer:
+            return None
+        if conn.disconnecting or not conn.connected:
+            return None
+        return DirectSend(conn.socket.send, connection)
+
+    def _send_rest(self, data: bytes, sent: int) -> None:
+        """A lockstep group's direct send took ``sent`` bytes of ``data``: count
+        it all and queue the rest behind Twisted's (empty) queue."""
+        connection = self.connection
+        if connection is None:
+            return
+        connection.bytes_sent += len(data)
+        transport = self.transport
+        assert transport is not None
+        transport.write(data[sent:] if sent else data)
+
     def _drop(self, reason_format: str, *, quiet: bool = False, **fields: object) -> None:
         """Log why (a format string with ``fields``), send what is queued, close.
 
@@ -580,6 +611,8 @@ class RTMPServerProtocol(Protocol):
         if self._dropped:
             return
         self._dropped = True
+        for stream in list(self.streams.values()):
+            stream.quit_lockstep()  # nothing more goes out past our own queue
         log = self._log.info if quiet else self._log.warn
         log("Dropping {peer}: " + reason_format, peer=self.peer, **fields)
         self._flush()
@@ -753,6 +786,8 @@ class RTMPServerProtocol(Protocol):
         stream.congested = self.is_congested
         stream.backlog_full = self.backlog_full
         stream.send_now = self._send_now
+        stream.direct_send = self._direct_send
+        stream.send_rest = self._send_rest
         self.streams[event.stream_id] = stream
 
     def _begin_request(

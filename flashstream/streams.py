@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from .interfaces import IPlayback, ISubscriber
-from .lockstep import LockstepGroup
+from .lockstep import DirectSend, LockstepGroup
 from .rtmp import messages as msg
 from .rtmp.connection import ServerConnection
 from .rtmp.messages import Message
@@ -75,6 +75,11 @@ class NetStream:
         #: leave the group (backlog filling, dropped).  The adapter installs
         #: its own; by default they are queued on the connection and flushed.
         self.send_now: Callable[[bytes], bool] = self._queue_now
+        #: How a lockstep group may send straight to our socket (the adapter
+        #: installs its own on plain TCP), and what queues the rest of a
+        #: partial send.
+        self.direct_send: Callable[[], DirectSend | None] = lambda: None
+        self.send_rest: Callable[[bytes, int], None] = self._queue_rest
         self._messages_out = 0
         #: Payload bytes sent to a player / received from a publisher.
         self._bytes_out = 0
@@ -110,7 +115,7 @@ class NetStream:
 
     def close(self) -> None:
         """Run the cleanups and forget the sinks."""
-        self._leave_lockstep()
+        self.quit_lockstep()
         cleanups, self._cleanups = self._cleanups, []
         self.media_sink = None
         self.metadata_sink = None
@@ -126,7 +131,7 @@ class NetStream:
 
     def stream_started(self, publish_notify: bool) -> None:
         """The publisher is present; tell a waiting player."""
-        self._leave_lockstep()
+        self.quit_lockstep()
         self.ensure_started()
         self.gate.cut()
         if publish_notify:
@@ -194,7 +199,7 @@ class NetStream:
 
     def _update_state(self) -> None:
         """Rebuild the player's state after receiveAudio/receiveVideo/pause."""
-        self._leave_lockstep()
+        self.quit_lockstep()
         self._state = PlayerState(
             receive_audio=self._receive_audio,
             receive_video=self._receive_video,
@@ -213,13 +218,13 @@ class NetStream:
         The player stays subscribed; video resumes on the new publisher's
         first keyframe, after its sequence headers and metadata.
         """
-        self._leave_lockstep()
+        self.quit_lockstep()
         self.ensure_started()
         self.gate.cut()
 
     def stream_ended(self) -> None:
         """The publisher left: StreamEOF and Play.UnpublishNotify."""
-        self._leave_lockstep()
+        self.quit_lockstep()
         self.ensure_started()
         self.connection.send_control(msg.StreamEOF(self.stream_id))
         self.connection.send_status(
@@ -238,12 +243,12 @@ class NetStream:
     def resume(self) -> None:
         """Send media again from the live edge, video from the next keyframe."""
         self.paused = False
-        self._leave_lockstep()
+        self.quit_lockstep()
         self.gate.cut()
 
     def set_receive(self, kind: str, enabled: bool) -> None:
         """Apply receiveAudio/receiveVideo; video restarts on a keyframe."""
-        self._leave_lockstep()
+        self.quit_lockstep()
         if kind == "audio":
             self.receive_audio = enabled
         else:
@@ -269,7 +274,7 @@ class NetStream:
         """Lend the connection's audio/video chunk streams to ``group``."""
         self._settle()
         self._joined = (group, group.messages, group.payload_bytes)
-        self.connection.lend_media(self._leave_lockstep)
+        self.connection.lend_media(self.quit_lockstep)
 
     def leave_lockstep(self, pieces: list[bytes], snapshot: tuple[object, ...]) -> None:
         """Back on our own: queue the group's unsent ``pieces``, adopt its state.
@@ -282,7 +287,8 @@ class NetStream:
         if pieces:
             self._flush_media()
 
-    def _leave_lockstep(self) -> None:
+    def quit_lockstep(self) -> None:
+        """Leave our lockstep group, if any (we go on alone)."""
         group = self.lockstep
         if group is not None:
             group.leave(self)
@@ -307,6 +313,9 @@ class NetStream:
         """Payload bytes sent to the player (by us or by our lockstep group)."""
         self._settle()
         return self._bytes_out
+
+    def _queue_rest(self, data: bytes, sent: int) -> None:
+        self._queue_now(data[sent:])
 
     def _queue_now(self, data: bytes) -> bool:
         self.connection.queue_raw(data)

@@ -28,7 +28,7 @@ from flashstream.applications import LiveApplication
 from flashstream.config import ApplicationConfig
 from flashstream.hub import StreamHub
 from flashstream.interfaces import IStreamApplication
-from flashstream.lockstep import LockstepGroup, LockstepMember
+from flashstream.lockstep import DirectSend, LockstepGroup, LockstepMember
 from flashstream.protocol import RTMPServerFactory
 from flashstream.rtmp.limits import Limits
 from flashstream.rtmp.messages import Message, MessageType
@@ -137,6 +137,8 @@ class World:
             client.receive_audio(sid, bool(action[2]))
         elif kind == "ping":
             client.ping_request(1234)
+        elif kind == "call":
+            client.call("noSuchMethod", 7.0)
         elif kind == "congest":
             if action[2]:
                 player.protocol.pauseProducing()
@@ -166,7 +168,7 @@ actions = st.one_of(
     st.tuples(st.just("publish"), st.lists(publish_kinds, min_size=1, max_size=5)),
     st.tuples(st.just("join")),
     st.tuples(st.sampled_from(["pause", "video", "audio"]), st.integers(0, 7), st.booleans()),
-    st.tuples(st.sampled_from(["ping", "close", "lose"]), st.integers(0, 7)),
+    st.tuples(st.sampled_from(["ping", "call", "close", "lose"]), st.integers(0, 7)),
     st.tuples(st.just("congest"), st.integers(0, 7), st.booleans()),
 )
 
@@ -248,12 +250,17 @@ class GroupTests(SynchronousTestCase):
         return player.protocol.streams[player.stream_id]
 
     def test_a_write_on_the_connection_ends_the_lease_in_order(self) -> None:
-        """A ping answer on a member's connection makes it leave its group
-        first; it rejoins after the next publisher read."""
+        """A ping answer leaves a member in its group (protocol control does
+        not touch the lent chunk streams); a command answer (``_error`` to
+        an unknown call) makes it leave first, and it rejoins after the next
+        publisher read."""
         player = self.players[0]
         stream = self.stream(player)
         self.assertIsNotNone(stream.lockstep)
         player.client.ping_request(99)
+        player.pump()
+        self.assertIsNotNone(stream.lockstep)
+        player.client.call("noSuchMethod", 5.0)
         player.pump()
         self.assertIsNone(stream.lockstep)
         self.world.publish(["inter"])
@@ -395,6 +402,14 @@ class FakeMember:
         """Keep what was given back."""
         self.given_back.extend(pieces)
 
+    def direct_send(self) -> None:
+        """Always through :meth:`send_now`."""
+        return None
+
+    def send_rest(self, data: bytes, sent: int) -> None:
+        """Never called: there is no direct send."""
+        raise AssertionError("no direct send here")
+
     def send_now(self, data: bytes) -> bool:
         """Keep what was sent; run the scripted side effect."""
         self.sent.append(data)
@@ -424,3 +439,59 @@ def test_member_leaving_during_a_flush_gets_the_chunks_it_was_not_sent() -> None
     assert third.sent == first.sent
     assert left == [second, first]
     assert list(group.members) == [cast(LockstepMember, third)]
+
+
+class Counter:
+    """A stand-in for a connection's byte counter."""
+
+    bytes_sent = 0
+
+
+class DirectMember(FakeMember):
+    """A member whose socket takes at most ``room`` bytes per send."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+        self.counter = Counter()
+        self.rest: list[bytes] = []
+
+    def direct_send(self) -> DirectSend | None:  # type: ignore[override]
+        """Sends go to :meth:`socket_send`."""
+        return DirectSend(self.socket_send, self.counter)
+
+    def socket_send(self, data: bytes) -> int:
+        """Take what fits."""
+        taken = data[: self.room]
+        self.sent.append(taken)
+        return len(taken)
+
+    def send_rest(self, data: bytes, sent: int) -> None:
+        """Keep what the socket did not take."""
+        self.rest.append(data[sent:])
+
+    def send_now(self, data: bytes) -> bool:
+        """Never called while the direct send is there."""
+        raise AssertionError("the group should send directly")
+
+
+def test_direct_sends_count_bytes_and_a_partial_send_leaves() -> None:
+    """Members with a direct send get one socket send per flush, counted on
+    their connection; one whose socket takes only part gets the rest queued
+    and leaves the group, the others stay."""
+    left: list[object] = []
+    group = LockstepGroup(((4096, None, None), 1), left.append)
+    roomy, cramped = DirectMember(1 << 20), DirectMember(10)
+    group.join(roomy)
+    group.join(cramped)
+    assert group.add(share(Message(9, 1, 0, avc_keyframe(0))))
+    assert group.add(share(Message(8, 1, 5, aac_frame(0))))
+    group.flush()
+    whole = roomy.sent[0]
+    assert roomy.counter.bytes_sent == len(whole) and roomy.lockstep is group
+    assert cramped.sent == [whole[:10]] and cramped.rest == [whole[10:]]
+    assert cramped.lockstep is None and left == [cramped]
+    assert cramped.given_back == []  # it was written to: nothing more to queue
+    assert group.add(share(Message(9, 1, 40, avc_inter(1))))
+    group.flush()
+    assert len(roomy.sent) == 2 and len(cramped.sent) == 1

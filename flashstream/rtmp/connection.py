@@ -486,6 +486,8 @@ class ServerConnection:
         self.send_control(msg.WindowAckSize(self._window_ack_size))
         self.send_control(msg.SetPeerBandwidth(self._window_ack_size, 2))
         self.send_control(msg.SetChunkSize(self._chunk_size))
+        if self._lease is not None:
+            self._end_lease()  # the group chunks at the old size
         self._writer.set_chunk_size(self._chunk_size)
         properties = {"fmsVer": FMS_VERSION, "capabilities": float(CAPABILITIES), "mode": 1.0}
         info = status_info(
@@ -682,7 +684,9 @@ class ServerConnection:
     def _write(self, message: Message, csid: int) -> None:
         if self._state is State.HANDSHAKE:
             raise LocalProtocolError("cannot send messages before the handshake completes")
-        if self._lease is not None:
+        # Protocol control (pings, acknowledgements) does not touch the lent
+        # chunk streams and its order against media does not matter.
+        if self._lease is not None and csid != CSID_CONTROL:
             self._end_lease()
         self._out.append(self._ciphers.encrypt.update(self._writer.write(message, csid)))
 
@@ -707,8 +711,10 @@ class ServerConnection:
 
         Until :meth:`take_back`, the group writes this connection's media
         (through the adapter, or :meth:`queue_raw`) and our writer's memory
-        of those chunk streams is stale; anything else written here first calls
-        ``give_back``, which must call :meth:`take_back`.
+        of those chunk streams is stale; anything else written here, except
+        protocol control on chunk stream 2 (pings, acknowledgements: their
+        order against media does not matter), first calls ``give_back``,
+        which must call :meth:`take_back`.
         """
         self._lease = give_back
 
