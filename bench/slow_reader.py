@@ -133,10 +133,11 @@ class ServerWithAPI(Flashstream):
 
 
 async def window(
-    players: list[rtmp_load.Player], server: ServerWithAPI, seconds: float
+    players: list[rtmp_load.Player], server: ServerWithAPI, seconds: float, poll: float = 1.0
 ) -> dict[str, float]:
     """Measure the normal players' latency, the server's RSS and its largest
-    accounted backlog for ``seconds``."""
+    accounted backlog (read from its API every ``poll`` seconds; 0: never,
+    the reads themselves cost both processes time) for ``seconds``."""
     for player in players:
         player.stats = rtmp_load.Stats(latencies=[])
     rss: list[int] = []
@@ -145,7 +146,7 @@ async def window(
     polled = 0.0
     while time.monotonic() < end:
         rss.append(rss_bytes(server.pid))
-        if time.monotonic() - polled >= 1.0:
+        if poll and time.monotonic() - polled >= poll:
             polled = time.monotonic()
             backlog.append(await asyncio.to_thread(server.largest_backlog))
         await asyncio.sleep(0.5)
@@ -176,7 +177,7 @@ async def run(args: argparse.Namespace, server: ServerWithAPI) -> dict[str, obje
     await asyncio.sleep(args.warmup)
     players = crowd.players
     results: dict[str, object] = {"stream_bit_rate": clip.bitrate}
-    results["baseline"] = await window(players, server, args.window)
+    results["baseline"] = await window(players, server, args.window, args.poll_api)
     rate = clip.bitrate / 8 * args.slow_share
     results["slow_reader_rate_bytes_s"] = rate
     cycles: list[dict[str, object]] = []
@@ -188,14 +189,15 @@ async def run(args: argparse.Namespace, server: ServerWithAPI) -> dict[str, obje
             stdout=subprocess.PIPE,
         )  # fmt: skip
         await asyncio.sleep(args.slow_warmup)
-        cycle: dict[str, object] = {"slow": await window(players, server, args.window)}
+        measured = await window(players, server, args.window, args.poll_api)
+        cycle: dict[str, object] = {"slow": measured}
         out, _ = await slow.communicate()
         cycle["slow_reader"] = json.loads(out.decode().strip().splitlines()[-1])
         cycle["server_lines_about_slow_reader"] = [
             line for line in server.lines[marks:] if "Dropping" in line or "Aborting" in line
         ][:5]
         await asyncio.sleep(2)
-        cycle["without"] = await window(players, server, args.window)
+        cycle["without"] = await window(players, server, args.window, args.poll_api)
         cycles.append(cycle)
     results["cycles"] = cycles
     crowd.close()
@@ -221,6 +223,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--client-core", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=2, help="slow/without cycles")
+    parser.add_argument(
+        "--poll-api",
+        type=float,
+        default=1.0,
+        help="seconds between reads of the server's accounted backlog (0: none; "
+        "the reads add latency spikes of their own)",
+    )
     parser.add_argument("--label", default="")
     args = parser.parse_args(argv)
     if not CLIP.exists():
