@@ -244,7 +244,8 @@ class RTMPServerProtocol(Protocol):
         self._dropped = False
         #: Plain TCP: bytes go to the socket at once when nothing is queued.
         self._direct = False
-        #: Plain TCP: what waits while the transport is paused (not copied).
+        #: Plain TCP: what waits while the transport is paused (not copied;
+        #: made when first needed).
         self._held: HeldPieces | None = None
         #: One bound method, so the hub notes this connection's flush once per batch.
         self._flush_bound = self._flush
@@ -288,8 +289,6 @@ class RTMPServerProtocol(Protocol):
         )
         cast(IConsumer, self.transport).registerProducer(self, True)
         self._direct = can_write_through(self.transport)
-        if self._direct:
-            self._held = HeldPieces(self._transport(), direct=True)
         self._timer = factory.reactor.callLater(factory.limits.handshake_timeout, self._tick)
 
     def dataReceived(self, data: bytes) -> None:
@@ -541,9 +540,12 @@ class RTMPServerProtocol(Protocol):
     def _write(self, out: list[bytes]) -> None:
         """Send ``out`` now, or hold it (plain TCP) while the transport is paused."""
         held = self._held
-        if held is not None and (self._congested or held):
-            held.hold(out)
-            return
+        if self._congested or (held is not None and held.waiting):
+            if held is None and self._direct:  # made on first need: most never wait
+                held = self._held = HeldPieces(self._transport(), direct=True)
+            if held is not None:
+                held.hold(out)
+                return
         transport = self.transport
         assert transport is not None
         write_through(transport, out, self._direct)
@@ -560,8 +562,8 @@ class RTMPServerProtocol(Protocol):
         connection = self.connection
         if connection is None or self._dropped:
             return False
-        held = self._held  # not None on plain TCP (``_direct``)
-        if self._direct and not self._congested and not held.waiting:  # type: ignore[union-attr]
+        held = self._held
+        if self._direct and not self._congested and (held is None or not held.waiting):
             connection.bytes_sent += len(data)
             send_at_once(self.transport, data)  # type: ignore[arg-type]
             return True
