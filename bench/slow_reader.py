@@ -224,6 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--client-core", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=2, help="slow/without cycles")
     parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the players' event loop (auto: uvloop if importable, as bench/fanout.py)",
+    )
+    parser.add_argument(
         "--poll-api",
         type=float,
         default=1.0,
@@ -240,10 +246,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.limits = (*server.limits, f"max_send_backlog = {args.max_send_backlog}")
     server.start()
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    event_loop, loop_factory = rtmp_load.event_loop_factory(args.loop)
     try:
-        results = asyncio.run(run(args, server))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            results = runner.run(run(args, server))
     finally:
         server.stop()
+    results["event_loop"] = event_loop
     base = results["baseline"]
     cycles = results["cycles"]
     assert isinstance(base, dict) and isinstance(cycles, list)

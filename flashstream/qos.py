@@ -175,6 +175,10 @@ def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
+#: Clients are pinged in this many slices spread over ``ping_interval``.
+PING_SLICES = 10
+
+
 class QosMonitor:
     """QoS figures for every connection and stream of one server."""
 
@@ -203,8 +207,9 @@ class QosMonitor:
         self.closed_bytes: dict[tuple[str, str], tuple[int, int]] = {}
         self._sampler = LoopingCall(self.sample)
         self._sampler.clock = clock
-        self._pinger = LoopingCall(self.ping_all)
+        self._pinger = LoopingCall(self.ping_some)
         self._pinger.clock = clock
+        self._ping_slice = 0
         hub.taps.append(self._tap)
         factory.event_sinks.append(self._on_event)
 
@@ -213,7 +218,7 @@ class QosMonitor:
     def start(self) -> None:
         """Start sampling and pinging."""
         self._sampler.start(self.config.sample_interval, now=True)
-        self._pinger.start(self.config.ping_interval, now=False)
+        self._pinger.start(self.config.ping_interval / PING_SLICES, now=False)
 
     def stop(self) -> None:
         """Stop the timers."""
@@ -251,6 +256,20 @@ class QosMonitor:
         """Send every connected RTMP client a PingRequest (RTT comes back as ``rtt_ms``)."""
         for protocol in list(self.factory.connections):
             protocol.ping()
+
+    def ping_some(self) -> None:
+        """Ping the next of :data:`PING_SLICES` slices of the clients (by id).
+
+        Each client is pinged once per ``ping_interval``, but not all at
+        once: pinging thousands of clients in one go, and handling their
+        answers, held the reactor long enough to delay every player's media
+        by milliseconds each time.
+        """
+        current = self._ping_slice
+        self._ping_slice = (current + 1) % PING_SLICES
+        for protocol in list(self.factory.connections):
+            if protocol.client_id % PING_SLICES == current:
+                protocol.ping()
 
     def sample(self) -> None:
         """Take one sample of every counter."""

@@ -93,14 +93,41 @@ class QosTests(MonitoredTestCase):
         player = self.peer()
         player.play("cam")
         player.client.clear()
-        self.clock.advance(self.qos.config.ping_interval)
-        player.deliver()
-        [request] = [c for c in player.client.controls() if isinstance(c, msg.PingRequest)]
+        requests: list[msg.PingRequest] = []
+        for _ in range(10):  # its slice comes up once within ping_interval
+            self.clock.advance(self.qos.config.ping_interval / 10)
+            player.deliver()
+            requests = [c for c in player.client.controls() if isinstance(c, msg.PingRequest)]
+            if requests:
+                break
+        [request] = requests
         self.clock.advance(0.035)
         player.client.ping_response(request.timestamp)
         player.pump()
         [client] = self.get_json("/api/v1/clients")
         self.assertEqual(client["rtt_ms"], 35.0)
+
+    def test_pings_are_spread_over_the_interval(self) -> None:
+        """Clients are pinged a slice at a time: each once per ping_interval,
+        never all in the same reactor turn."""
+        players = []
+        for _ in range(20):
+            player = self.peer()
+            player.connect()
+            player.client.clear()
+            players.append(player)
+        step = self.qos.config.ping_interval / 10
+        pinged_per_step = []
+        for _ in range(10):
+            self.clock.advance(step)
+            count = 0
+            for player in players:
+                player.deliver()
+                count += sum(isinstance(c, msg.PingRequest) for c in player.client.controls())
+                player.client.clear()
+            pinged_per_step.append(count)
+        self.assertEqual(sum(pinged_per_step), 20)
+        self.assertLessEqual(max(pinged_per_step), 3)
 
     def test_connection_figures(self) -> None:
         """Bytes, bitrates, unacknowledged bytes, client version, streams and uptime."""
