@@ -174,6 +174,10 @@ class LockstepGroup:
                 self._position = position
                 if not member.send_now(data):
                     self.leave(member)
+                elif member.lockstep is self:
+                    # Its queue may have drained since it joined (a joining
+                    # player often still sends its start-up burst): go direct.
+                    self.members[member] = member.direct_send()
         finally:
             self._order = []
             self._flushing = []

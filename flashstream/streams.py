@@ -262,11 +262,12 @@ class NetStream:
         """What a lockstep group must share with us; None while we cannot join.
 
         Only a started player whose gate lets the next audio or video
-        message through unchanged, with room in its send backlog.
+        message through unchanged and whose transport is not asking us to
+        wait (a joining player's start-up burst, a slow reader).
         """
         if self.pending_start is not None or self.lockstep is not None:
             return None
-        if not (self._state.plain and self.gate.settled) or self.backlog_full():
+        if not (self._state.plain and self.gate.settled) or self.congested():
             return None
         return self.connection.lockstep_key(self.stream_id)
 

@@ -495,3 +495,37 @@ def test_direct_sends_count_bytes_and_a_partial_send_leaves() -> None:
     assert group.add(share(Message(9, 1, 40, avc_inter(1))))
     group.flush()
     assert len(roomy.sent) == 2 and len(cramped.sent) == 1
+
+
+class LateDirectMember(DirectMember):
+    """A member whose socket becomes directly writable only after its first write."""
+
+    def __init__(self) -> None:
+        super().__init__(1 << 20)
+        self.ready = False
+        self.queued: list[bytes] = []
+
+    def direct_send(self) -> DirectSend | None:  # type: ignore[override]
+        """Nothing direct until :attr:`ready`."""
+        return super().direct_send() if self.ready else None
+
+    def send_now(self, data: bytes) -> bool:
+        """The ordinary path; afterwards its queue has drained."""
+        self.queued.append(data)
+        self.ready = True
+        return True
+
+
+def test_a_member_goes_direct_once_its_queue_drains() -> None:
+    """A member that joined with bytes still queued is served through its
+    adapter, then switches to direct sends as soon as it can."""
+    group = LockstepGroup(((4096, None, None), 1), lambda member: None)
+    member = LateDirectMember()
+    group.join(member)
+    assert group.add(share(Message(9, 1, 0, avc_keyframe(0))))
+    group.flush()
+    assert len(member.queued) == 1 and member.sent == []
+    assert group.add(share(Message(9, 1, 40, avc_inter(1))))
+    group.flush()
+    assert len(member.queued) == 1 and len(member.sent) == 1
+    assert member.counter.bytes_sent == len(member.sent[0])
