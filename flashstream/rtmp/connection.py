@@ -684,9 +684,10 @@ class ServerConnection:
     def _write(self, message: Message, csid: int) -> None:
         if self._state is State.HANDSHAKE:
             raise LocalProtocolError("cannot send messages before the handshake completes")
-        # Protocol control (pings, acknowledgements) does not touch the lent
-        # chunk streams and its order against media does not matter.
-        if self._lease is not None and csid != CSID_CONTROL:
+        # Anything written here ends a lease first, protocol control too: a
+        # lockstep group sends straight to the socket while it holds the
+        # lease, so no other bytes may be queued for it meanwhile.
+        if self._lease is not None:
             self._end_lease()
         self._out.append(self._ciphers.encrypt.update(self._writer.write(message, csid)))
 
@@ -711,10 +712,8 @@ class ServerConnection:
 
         Until :meth:`take_back`, the group writes this connection's media
         (through the adapter, or :meth:`queue_raw`) and our writer's memory
-        of those chunk streams is stale; anything else written here, except
-        protocol control on chunk stream 2 (pings, acknowledgements: their
-        order against media does not matter), first calls ``give_back``,
-        which must call :meth:`take_back`.
+        of those chunk streams is stale; anything else written here first
+        calls ``give_back``, which must call :meth:`take_back`.
         """
         self._lease = give_back
 
