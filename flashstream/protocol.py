@@ -289,6 +289,14 @@ class RTMPServerProtocol(Protocol):
         )
         cast(IConsumer, self.transport).registerProducer(self, True)
         self._direct = can_write_through(self.transport)
+        # Live media must not wait for the peer's delayed ACK (Nagle): a small
+        # audio message right after a video frame was held for up to 40 ms.
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass  # not a TCP socket after all (tests, pipes)
         self._timer = factory.reactor.callLater(factory.limits.handshake_timeout, self._tick)
 
     def dataReceived(self, data: bytes) -> None:

@@ -1066,3 +1066,24 @@ class ShutdownTests(ProtocolTestCase):
         self.assertEqual(line["timeout"], self.limits.close_timeout)
         protocol.connectionLost()
         self.assertEqual(self.factory.connections, set())
+
+
+class NoDelayTests(ProtocolTestCase):
+    """RTMP connections send media without waiting for the peer's ACKs."""
+
+    def test_tcp_nodelay_is_set(self) -> None:
+        """A TCP transport gets TCP_NODELAY on connect (Nagle held small audio
+        messages behind a video frame until the player's delayed ACK)."""
+
+        class TCPish(StringTransportWithDisconnection):
+            no_delay: bool | None = None
+
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                self.no_delay = enabled
+
+        protocol = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50999))
+        assert protocol is not None
+        transport = TCPish(peerAddress=IPv4Address("TCP", "127.0.0.1", 50999))
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        self.assertIs(transport.no_delay, True)
