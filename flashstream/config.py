@@ -197,6 +197,9 @@ class Config:
     #: Group live players in the same state (one chunking and one write per
     #: publisher read for all of them, :mod:`flashstream.lockstep`).
     lockstep_fanout: bool = True
+    #: Send media without Nagle's wait for the peer's ACK (lower latency,
+    #: more, smaller TCP segments: more CPU per GB).
+    tcp_nodelay: bool = True
     #: Where persistent shared objects are stored (one folder per application).
     shared_objects_dir: Path = Path("sharedobjects")
     api: ApiConfig = ApiConfig()
@@ -470,7 +473,7 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
     if bad:
         raise ConfigError(f"media: unknown keys {sorted(bad)}")
     rtmp = _table(data, "rtmp", "")
-    bad = set(rtmp) - {"chunk_size", "lockstep_fanout"}
+    bad = set(rtmp) - {"chunk_size", "lockstep_fanout", "tcp_nodelay"}
     if bad:
         raise ConfigError(f"rtmp: unknown keys {sorted(bad)}")
     chunk_size = rtmp.get("chunk_size", 4096)
@@ -479,6 +482,9 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
     lockstep_fanout = rtmp.get("lockstep_fanout", True)
     if not isinstance(lockstep_fanout, bool):
         raise ConfigError("rtmp.lockstep_fanout must be true or false")
+    tcp_nodelay = rtmp.get("tcp_nodelay", True)
+    if not isinstance(tcp_nodelay, bool):
+        raise ConfigError("rtmp.tcp_nodelay must be true or false")
 
     sniff_timeout = listeners.get("sniff_timeout", 10.0)
     if isinstance(sniff_timeout, bool) or not isinstance(sniff_timeout, (int, float)):
@@ -504,6 +510,7 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
         limits=_limits(_table(data, "limits", "")),
         chunk_size=chunk_size,
         lockstep_fanout=lockstep_fanout,
+        tcp_nodelay=tcp_nodelay,
         shared_objects_dir=path("shared_objects") or Path("sharedobjects"),
         api=_api(_table(data, "api", "")),
         tracking=_tracking(_table(data, "tracking", ""), base),

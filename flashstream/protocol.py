@@ -73,6 +73,7 @@ class RTMPServerFactory(Factory):
         *,
         limits: Limits = Limits(),
         chunk_size: int = 4096,
+        tcp_nodelay: bool = True,
         random_bytes: Callable[[int], bytes] = os.urandom,
         transport_name: str = "rtmp",
         decision_timeout: float = 30.0,
@@ -83,6 +84,8 @@ class RTMPServerFactory(Factory):
         self.reactor = reactor
         self.limits = limits
         self.chunk_size = chunk_size
+        #: Set TCP_NODELAY on RTMP connections (``[rtmp] tcp_nodelay``).
+        self.tcp_nodelay = tcp_nodelay
         self.random_bytes = random_bytes
         self.transport_name = transport_name
         #: Seconds an application may take to decide on connect/publish/play/call.
@@ -292,7 +295,7 @@ class RTMPServerProtocol(Protocol):
         # Live media must not wait for the peer's delayed ACK (Nagle): a small
         # audio message right after a video frame was held for up to 40 ms.
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
-        if set_no_delay is not None:
+        if set_no_delay is not None and factory.tcp_nodelay:
             try:
                 set_no_delay(True)
             except OSError:

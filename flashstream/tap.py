@@ -539,6 +539,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         cast(IReactorTime, reactor),
         limits=config.limits,
         chunk_size=config.chunk_size,
+        tcp_nodelay=config.tcp_nodelay,
     )
     web_root = WebRoot()
     web_root.mount("vod", MediaDownload(config.media_root).app.resource())

@@ -53,6 +53,7 @@ record_dir = "rec"
 [rtmp]
 chunk_size = 8192
 lockstep_fanout = false
+tcp_nodelay = false
 
 [limits]
 max_message_size = 1048576
@@ -74,6 +75,7 @@ kind = "vod"
     assert config.recordings == tmp_path / "rec"
     assert config.chunk_size == 8192
     assert config.lockstep_fanout is False
+    assert config.tcp_nodelay is False
     assert config.limits == Limits(max_message_size=1048576, handshake_timeout=5.5)
     assert ApplicationConfig("studio", "live", False) in config.applications
     assert ApplicationConfig("films", "vod") in config.applications

@@ -1087,3 +1087,17 @@ class NoDelayTests(ProtocolTestCase):
         transport.protocol = protocol
         protocol.makeConnection(transport)
         self.assertIs(transport.no_delay, True)
+
+    def test_tcp_nodelay_can_be_turned_off(self) -> None:
+        """``[rtmp] tcp_nodelay = false`` leaves Nagle on."""
+        self.factory.tcp_nodelay = False
+        protocol = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50998))
+        assert protocol is not None
+        transport = StringTransportWithDisconnection(
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 50998)
+        )
+        calls: list[bool] = []
+        transport.setTcpNoDelay = calls.append  # type: ignore[attr-defined]
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        self.assertEqual(calls, [])
