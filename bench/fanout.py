@@ -70,6 +70,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def save_result(kind: str, stamp: str, record: dict[str, object]) -> Path:
+    """Write ``record`` as one JSON line to ``bench/results/<kind>-<stamp>.jsonl``,
+    say where, and return the path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{kind}-{stamp}.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    print(f"results: {path.relative_to(ROOT)}")
+    return path
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of ``pid``."""
     with open(f"/proc/{pid}/statm") as f:

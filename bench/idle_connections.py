@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import json
 import os
 import resource
 import sys
@@ -27,7 +26,7 @@ import time
 from collections.abc import Sequence
 
 import rtmp_load
-from fanout import CLIP, RESULTS, ROOT, Flashstream, cpu_seconds, rss_bytes
+from fanout import CLIP, Flashstream, cpu_seconds, rss_bytes, save_result
 from rtmp_load import Player, Publisher, read_flv
 
 
@@ -134,10 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     for key, value in result.items():
         print(f"{key:28} {value:.2f}" if isinstance(value, float) else f"{key:28} {value}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"idle-{now}.jsonl"
-    path.write_text(json.dumps(result) + "\n")
-    print(f"results: {path.relative_to(ROOT)}")
+    save_result("idle", now, result)
     return 0
 
 

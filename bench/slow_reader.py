@@ -49,7 +49,7 @@ import urllib.request
 from collections.abc import Sequence
 
 import rtmp_load
-from fanout import CLIP, RESULTS, ROOT, Flashstream, percentile, rss_bytes
+from fanout import CLIP, Flashstream, percentile, rss_bytes, save_result
 from rtmp_load import Publisher, c0c1, open_players, read_flv
 
 from flashstream.rtmp import messages as msg
@@ -315,10 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ", ".join(f"{d:+.1f}" for d in p99)
         + f" ms (noise without it: {p99_noise:.1f} ms); load average {os.getloadavg()[0]:.2f}"
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"slow-{started}.jsonl"
-    path.write_text(json.dumps(results) + "\n")
-    print(f"results: {path.relative_to(ROOT)}")
+    save_result("slow", started, results)
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import sys
@@ -32,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import rtmp_load
-from fanout import CLIP, RESULTS, ROOT, Flashstream, cpu_seconds, rss_bytes
+from fanout import CLIP, Flashstream, cpu_seconds, rss_bytes, save_result
 from rtmp_load import Clip, Player, Publisher, read_flv
 
 
@@ -280,10 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"under churn {result['rss_slope_mb_per_hour_under_churn']:+.1f} MB/h; "
         f"clients {result['counts']}; server 'Dropping' lines {dropped}, tracebacks {tracebacks}"
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"soak-{stamp}.jsonl"
-    path.write_text(json.dumps(result) + "\n")
-    print(f"results: {path.relative_to(ROOT)}")
+    save_result("soak", stamp, result)
     return 0
 
 
