@@ -70,6 +70,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def ensure_clip() -> Path:
+    """The benchmark clip, encoded with ffmpeg the first time it is needed."""
+    if not CLIP.exists():
+        CLIP.parent.mkdir(parents=True, exist_ok=True)
+        print(f"encoding the test clip once into {CLIP} ...")
+        rtmp_load.make_clip(CLIP)
+    return CLIP
+
+
 def save_result(kind: str, stamp: str, record: dict[str, object]) -> Path:
     """Write ``record`` as one JSON line to ``bench/results/<kind>-<stamp>.jsonl``,
     say where, and return the path."""
@@ -522,10 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if max(args.steps) * 2 + 100 > hard:
         parser.error(f"RLIMIT_NOFILE hard limit {hard} is too low for {max(args.steps)} players")
     os.sched_setaffinity(0, {args.client_core})
-    if not CLIP.exists():
-        print(f"encoding the test clip once into {CLIP} ...")
-        rtmp_load.make_clip(CLIP)
-    clip = read_flv(CLIP)
+    clip = read_flv(ensure_clip())
     args.event_loop, loop_factory = event_loop_factory(args.loop)
     print(
         f"clip: {len(clip.frames)} frames, {clip.duration_ms} ms, {clip.bitrate / 1e6:.2f} Mbit/s"

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 
 import rtmp_load
-from fanout import CLIP, Flashstream, cpu_seconds, rss_bytes, save_result
+from fanout import CLIP, Flashstream, cpu_seconds, ensure_clip, rss_bytes, save_result
 from rtmp_load import Player, Publisher, read_flv
 
 
@@ -115,8 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"RLIMIT_NOFILE hard limit {hard} is below {args.count + 200}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     os.sched_setaffinity(0, {args.client_core})
-    if not CLIP.exists():
-        rtmp_load.make_clip(CLIP)
+    ensure_clip()
     server = Flashstream(args.server_core)
     try:
         server.start()

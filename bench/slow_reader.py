@@ -49,7 +49,7 @@ import urllib.request
 from collections.abc import Sequence
 
 import rtmp_load
-from fanout import CLIP, Flashstream, percentile, rss_bytes, save_result
+from fanout import CLIP, Flashstream, ensure_clip, percentile, rss_bytes, save_result
 from rtmp_load import Publisher, c0c1, open_players, read_flv
 
 from flashstream.rtmp import messages as msg
@@ -238,9 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--label", default="")
     args = parser.parse_args(argv)
-    if not CLIP.exists():
-        CLIP.parent.mkdir(parents=True, exist_ok=True)
-        rtmp_load.make_clip(CLIP)
+    ensure_clip()
     os.sched_setaffinity(0, {args.client_core})
     server = ServerWithAPI(args.server_core)
     server.limits = (*server.limits, f"max_send_backlog = {args.max_send_backlog}")

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import rtmp_load
-from fanout import CLIP, Flashstream, cpu_seconds, rss_bytes, save_result
+from fanout import CLIP, Flashstream, cpu_seconds, ensure_clip, rss_bytes, save_result
 from rtmp_load import Clip, Player, Publisher, read_flv
 
 
@@ -247,9 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--client-core", type=int, default=1)
     parser.add_argument("--label", default="")
     args = parser.parse_args(argv)
-    if not CLIP.exists():
-        CLIP.parent.mkdir(parents=True, exist_ok=True)
-        rtmp_load.make_clip(CLIP)
+    ensure_clip()
     os.sched_setaffinity(0, {args.client_core})
     server = Flashstream(args.server_core)
     server.start()
