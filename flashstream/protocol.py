@@ -47,7 +47,7 @@ from .rtmp.limits import Limits
 from .rtmp.sharedobject import SharedObjectMessage
 from .sendqueue import HeldPieces, transport_held
 from .streams import NetStream
-from .writethrough import can_write_through, send_at_once, write_through
+from .writethrough import can_write_through, nothing_queued, send_at_once, write_through
 
 CONNECTION_DONE = Failure(ConnectionDone())
 _log = Logger()
@@ -599,9 +599,7 @@ class RTMPServerProtocol(Protocol):
             return None
         held = self._held
         conn = cast(tcp.Connection, transport)
-        if (held is not None and held.waiting) or conn.dataBuffer or conn._tempDataBuffer:
-            return None
-        if conn.disconnecting or not conn.connected:
+        if (held is not None and held.waiting) or not nothing_queued(conn):
             return None
         return DirectSend(conn.socket.send, connection)
 

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from twisted.internet import tcp
 from twisted.internet.interfaces import ITransport
 
-__all__ = ["MAX_PIECES", "can_write_through", "send_at_once", "write_through"]
+__all__ = ["MAX_PIECES", "can_write_through", "nothing_queued", "send_at_once", "write_through"]
 
 #: Most pieces handed to one ``sendmsg`` (well under any IOV_MAX).
 MAX_PIECES = 64
@@ -49,6 +49,18 @@ def can_write_through(transport: object) -> bool:
     )
 
 
+def nothing_queued(conn: tcp.Connection) -> bool:
+    """True if bytes written to ``conn``'s socket now would go out in order:
+    it is open, not closing, not TLS, and Twisted holds nothing for it."""
+    return bool(
+        conn.connected
+        and not conn.disconnecting
+        and not conn.TLS
+        and not conn.dataBuffer
+        and not conn._tempDataBuffer
+    )
+
+
 def write_through(transport: ITransport, pieces: Sequence[bytes], direct: bool) -> None:
     """Write ``pieces`` to ``transport``, sending at once when ``direct`` allows.
 
@@ -58,14 +70,7 @@ def write_through(transport: ITransport, pieces: Sequence[bytes], direct: bool) 
     """
     if direct:
         conn: tcp.Connection = transport  # type: ignore[assignment]
-        if (
-            conn.connected
-            and not conn.disconnecting
-            and not conn.TLS
-            and not conn.dataBuffer
-            and not conn._tempDataBuffer
-            and len(pieces) <= MAX_PIECES
-        ):
+        if len(pieces) <= MAX_PIECES and nothing_queued(conn):
             try:
                 sent = conn.socket.sendmsg(pieces)
             except OSError:
@@ -80,7 +85,7 @@ def write_through(transport: ITransport, pieces: Sequence[bytes], direct: bool) 
 def send_at_once(conn: tcp.Connection, data: bytes) -> None:
     """:func:`write_through` of one string to a connection that qualifies
     (:func:`can_write_through`), without building a list: one ``send``."""
-    if conn.dataBuffer or conn._tempDataBuffer or conn.disconnecting or not conn.connected:
+    if not nothing_queued(conn):
         conn.write(data)
         return
     try:
