@@ -179,10 +179,15 @@ class Flashstream(Server):
     #: ``[limits]`` lines for the benchmark's config file: every load client
     #: connects from 127.0.0.1, past the default per-address limit.
     limits: Sequence[str] = ("max_connections = 100000", "max_connections_per_address = 100000")
+    #: More TOML tables for the config file (``--flashstream-toml``), to
+    #: measure a setting's effect; the ``[limits]`` table is taken.
+    extra_toml = ""
 
     def start(self) -> None:
         config = self.tmp / "flashstream.toml"
-        config.write_text("[limits]\n" + "".join(line + "\n" for line in self.limits))
+        config.write_text(
+            "[limits]\n" + "".join(line + "\n" for line in self.limits) + self.extra_toml
+        )
         self._spawn(
             [
                 sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
@@ -524,7 +529,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--client-core", type=int, default=1)
     parser.add_argument("--label", default="", help="free text stored with the results")
+    parser.add_argument(
+        "--flashstream-toml",
+        default="",
+        help="TOML tables added to flashstream's config, e.g. '[rtmp]\\ntcp_nodelay = false'",
+    )
     args = parser.parse_args(argv)
+    Flashstream.extra_toml = args.flashstream_toml.replace("\\n", "\n") + "\n"
     args.steps = [int(x) for x in args.steps.split(",")]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
