@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -197,9 +197,11 @@ class Config:
     #: Group live players in the same state (one chunking and one write per
     #: publisher read for all of them, :mod:`flashstream.lockstep`).
     lockstep_fanout: bool = True
-    #: Send media without Nagle's wait for the peer's ACK (lower latency,
-    #: more, smaller TCP segments: more CPU per GB).
-    tcp_nodelay: bool = True
+    #: TCP_NODELAY on RTMP connections: ``True`` always (no Nagle wait; more,
+    #: smaller TCP segments: more CPU per GB), ``False`` never (Nagle's
+    #: algorithm, as nginx-rtmp), ``"setup"`` while connecting and starting
+    #: to play, then Nagle for the media (``docs/performance.rst``).
+    tcp_nodelay: bool | Literal["setup"] = "setup"
     #: Where persistent shared objects are stored (one folder per application).
     shared_objects_dir: Path = Path("sharedobjects")
     api: ApiConfig = ApiConfig()
@@ -482,9 +484,9 @@ def parse_config(data: dict[str, Any], base: Path = Path(".")) -> Config:
     lockstep_fanout = rtmp.get("lockstep_fanout", True)
     if not isinstance(lockstep_fanout, bool):
         raise ConfigError("rtmp.lockstep_fanout must be true or false")
-    tcp_nodelay = rtmp.get("tcp_nodelay", True)
-    if not isinstance(tcp_nodelay, bool):
-        raise ConfigError("rtmp.tcp_nodelay must be true or false")
+    tcp_nodelay = rtmp.get("tcp_nodelay", "setup")
+    if not isinstance(tcp_nodelay, bool) and tcp_nodelay != "setup":
+        raise ConfigError('rtmp.tcp_nodelay must be true, false or "setup"')
 
     sniff_timeout = listeners.get("sniff_timeout", 10.0)
     if isinstance(sniff_timeout, bool) or not isinstance(sniff_timeout, (int, float)):

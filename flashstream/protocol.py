@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from functools import partial
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from twisted.internet import tcp
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
@@ -47,6 +47,7 @@ from .rtmp.limits import Limits
 from .rtmp.sharedobject import SharedObjectMessage
 from .sendqueue import HeldPieces, transport_held
 from .streams import NetStream
+from .tcpinfo import kernel_rtt_ms
 from .writethrough import can_write_through, nothing_queued, send_at_once, write_through
 
 CONNECTION_DONE = Failure(ConnectionDone())
@@ -58,6 +59,11 @@ _log = Logger()
 ConnectionEventSink = Callable[[str, "RTMPServerProtocol", dict[str, Any]], None]
 #: The transport name once a client's handshake shows RTMPE (C0 6, 8 or 9).
 ENCRYPTED_NAMES = {"rtmp": "rtmpe", "rtmpt": "rtmpte"}
+
+#: Seconds into a play before ``tcp_nodelay = "setup"`` turns Nagle's
+#: algorithm on: the answers to play and the cached start have gone out by
+#: then without waiting for the player's (delayed) ACKs.
+NAGLE_AFTER_PLAY = 1.0
 
 
 class RTMPServerFactory(Factory):
@@ -73,7 +79,7 @@ class RTMPServerFactory(Factory):
         *,
         limits: Limits = Limits(),
         chunk_size: int = 4096,
-        tcp_nodelay: bool = True,
+        tcp_nodelay: bool | Literal["setup"] = "setup",
         random_bytes: Callable[[int], bytes] = os.urandom,
         transport_name: str = "rtmp",
         decision_timeout: float = 30.0,
@@ -84,7 +90,9 @@ class RTMPServerFactory(Factory):
         self.reactor = reactor
         self.limits = limits
         self.chunk_size = chunk_size
-        #: Set TCP_NODELAY on RTMP connections (``[rtmp] tcp_nodelay``).
+        #: TCP_NODELAY on RTMP connections (``[rtmp] tcp_nodelay``): always
+        #: (True), never (False), or until :data:`NAGLE_AFTER_PLAY` seconds
+        #: into a play ("setup").
         self.tcp_nodelay = tcp_nodelay
         self.random_bytes = random_bytes
         self.transport_name = transport_name
@@ -250,6 +258,8 @@ class RTMPServerProtocol(Protocol):
         #: Plain TCP: what waits while the transport is paused (not copied;
         #: made when first needed).
         self._held: HeldPieces | None = None
+        #: Turns Nagle's algorithm on a while into a play ("setup").
+        self._nagle_timer: IDelayedCall | None = None
         #: One bound method, so the hub notes this connection's flush once per batch.
         self._flush_bound = self._flush
         self.host = "?"
@@ -292,14 +302,10 @@ class RTMPServerProtocol(Protocol):
         )
         cast(IConsumer, self.transport).registerProducer(self, True)
         self._direct = can_write_through(self.transport)
-        # Live media must not wait for the peer's delayed ACK (Nagle): a small
-        # audio message right after a video frame was held for up to 40 ms.
-        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
-        if set_no_delay is not None and factory.tcp_nodelay:
-            try:
-                set_no_delay(True)
-            except OSError:
-                pass  # not a TCP socket after all (tests, pipes)
+        # Commands and their answers must not wait for the peer's delayed ACK
+        # (Nagle); "setup" turns Nagle back on once media flows (_use_nagle).
+        if factory.tcp_nodelay is not False:
+            self._set_no_delay(True)
         self._timer = factory.reactor.callLater(factory.limits.handshake_timeout, self._tick)
 
     def dataReceived(self, data: bytes) -> None:
@@ -323,6 +329,8 @@ class RTMPServerProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._nagle_timer is not None and self._nagle_timer.active():
+            self._nagle_timer.cancel()
         deciding, self._deciding = self._deciding, {}
         self._wanted.clear()
         for pending in deciding.values():
@@ -347,6 +355,29 @@ class RTMPServerProtocol(Protocol):
             self._notify("disconnect")
         self._log.info("Connection from {peer} closed", peer=self.peer)
         self.factory.connection_closed(self, self.host)
+
+    def _set_no_delay(self, enabled: bool) -> None:
+        """Set or clear TCP_NODELAY, on a transport that has it."""
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(enabled)
+            except OSError:
+                pass  # not a TCP socket after all (tests, pipes), or closed
+
+    def _nagle_soon(self) -> None:
+        """A play started: with ``tcp_nodelay = "setup"``, turn Nagle's
+        algorithm on :data:`NAGLE_AFTER_PLAY` seconds from now."""
+        if self.factory.tcp_nodelay == "setup" and self._nagle_timer is None:
+            self._nagle_timer = self.factory.reactor.callLater(NAGLE_AFTER_PLAY, self._use_nagle)
+
+    def _use_nagle(self) -> None:
+        """Let the kernel join this player's small writes while one is
+        unacknowledged: a player that only reads acknowledges at once, so
+        this costs no latency, and a lazy reader gets fewer, larger segments
+        (less CPU per GB, ``docs/performance.rst``)."""
+        if not self._dropped and self.connection is not None:
+            self._set_no_delay(False)
 
     # -- IPushProducer: the transport tells us when it is full ----------------
 
@@ -654,7 +685,13 @@ class RTMPServerProtocol(Protocol):
                 )
 
     def ping(self) -> None:
-        """Send a PingRequest now (its answer sets ``rtt_ms``)."""
+        """Refresh ``rtt_ms``: the kernel's RTT of a TCP socket (sends
+        nothing, see :mod:`flashstream.tcpinfo`), else a PingRequest whose
+        answer sets it."""
+        rtt = kernel_rtt_ms(self.transport)
+        if rtt is not None:
+            self.rtt_ms = rtt
+            return
         if self._alive():
             assert self.connection is not None
             self.connection.send_ping(int(self.factory.reactor.seconds() * 1000))
@@ -930,6 +967,7 @@ class RTMPServerProtocol(Protocol):
                 "play", stream=stream, start=event.start, bytes_out_before=bytes_out_before
             )
             stream.ensure_started()
+            self._nagle_soon()
             self._log.info(
                 "{peer} plays {app}/{name}", peer=self.peer, app=self.app_name, name=stream.name
             )

@@ -34,6 +34,7 @@ def test_defaults_match_product_md() -> None:
     assert config.media_root == Path("media")
     assert config.recordings == Path("media/recordings")
     assert [(a.name, a.kind) for a in config.applications] == [("live", "live"), ("vod", "vod")]
+    assert config.tcp_nodelay == "setup"
 
 
 def test_full_file(tmp_path: Path) -> None:
@@ -98,6 +99,7 @@ kind = "vod"
         ("[applications.x]\nwait_for_publisher = 'yes'", "wait_for_publisher must be true"),
         ("[rtmp]\nchunk_size = 64", "rtmp.chunk_size must be"),
         ("[rtmp]\nlockstep_fanout = 1", "rtmp.lockstep_fanout must be true or false"),
+        ('[rtmp]\ntcp_nodelay = "auto"', 'rtmp.tcp_nodelay must be true, false or "setup"'),
         ("[media]\nroot = 3", "media.root must be a path"),
         ("listeners = 3", "listeners must be a table"),
         ("[[broken", "is not valid TOML"),

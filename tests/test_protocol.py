@@ -33,7 +33,7 @@ from flashstream.applications import LiveApplication, Rejected, VodApplication
 from flashstream.config import ApplicationConfig
 from flashstream.hub import StreamHub
 from flashstream.interfaces import IStreamApplication
-from flashstream.protocol import RTMPServerFactory, RTMPServerProtocol
+from flashstream.protocol import NAGLE_AFTER_PLAY, RTMPServerFactory, RTMPServerProtocol
 from flashstream.rtmp import commands as cmd
 from flashstream.rtmp import messages as msg
 from flashstream.rtmp.amf0 import ECMAArray
@@ -67,6 +67,7 @@ class Peer:
         port: int = 50000,
         byte_at_a_time: bool = False,
         everyone: list[Peer] | None = None,
+        transport: StringTransportWithDisconnection | None = None,
     ) -> None:
         self.client = FlashClient(kind, seeded_random(port))
         #: Every peer of the test: :meth:`pump` delivers what the server wrote to each.
@@ -76,7 +77,7 @@ class Peer:
         protocol = factory.buildProtocol(address)
         assert isinstance(protocol, RTMPServerProtocol)
         self.protocol = protocol
-        self.transport = StringTransportWithDisconnection(peerAddress=address)
+        self.transport = transport or StringTransportWithDisconnection(peerAddress=address)
         self.transport.protocol = self.protocol
         self.protocol.makeConnection(self.transport)
         self.byte_at_a_time = byte_at_a_time
@@ -1068,36 +1069,76 @@ class ShutdownTests(ProtocolTestCase):
         self.assertEqual(self.factory.connections, set())
 
 
+class NoDelayTransport(StringTransportWithDisconnection):
+    """A string transport that records ``setTcpNoDelay`` calls, as TCP has them."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(peerAddress=IPv4Address("TCP", "127.0.0.1", port))
+        self.no_delay_calls: list[bool] = []
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        """Record the call."""
+        self.no_delay_calls.append(enabled)
+
+
 class NoDelayTests(ProtocolTestCase):
-    """RTMP connections send media without waiting for the peer's ACKs."""
+    """``[rtmp] tcp_nodelay``: when Nagle's algorithm may hold what we write."""
 
-    def test_tcp_nodelay_is_set(self) -> None:
-        """A TCP transport gets TCP_NODELAY on connect (Nagle held small audio
-        messages behind a video frame until the player's delayed ACK)."""
+    def tcp_peer(self, port: int) -> tuple[Peer, NoDelayTransport]:
+        """A player peer whose transport records ``setTcpNoDelay``."""
+        transport = NoDelayTransport(port)
+        peer = Peer(self.factory, port=port, everyone=self.peers, transport=transport)
+        return peer, transport
 
-        class TCPish(StringTransportWithDisconnection):
-            no_delay: bool | None = None
+    def test_setup_answers_without_nagle_then_plays_with_it(self) -> None:
+        """The default ("setup") sets TCP_NODELAY on connect, so answers to
+        commands never wait for the client's delayed ACK, and clears it
+        NAGLE_AFTER_PLAY seconds into a play, so media lets the kernel join
+        small writes (fewer segments, less CPU)."""
+        self.assertEqual(self.factory.tcp_nodelay, "setup")
+        self.publisher("cam")
+        player, transport = self.tcp_peer(50990)
+        self.assertEqual(transport.no_delay_calls, [True])
+        player.play("cam")
+        self.assertEqual(transport.no_delay_calls, [True])
+        self.clock.advance(NAGLE_AFTER_PLAY - 0.01)
+        self.assertEqual(transport.no_delay_calls, [True])
+        self.clock.advance(0.01)
+        self.assertEqual(transport.no_delay_calls, [True, False])
 
-            def setTcpNoDelay(self, enabled: bool) -> None:
-                self.no_delay = enabled
+    def test_setup_keeps_no_delay_for_non_players(self) -> None:
+        """A publisher never plays: TCP_NODELAY stays set (it gets little from
+        us, and what it gets are answers)."""
+        transport = NoDelayTransport(50991)
+        publisher = Peer(self.factory, "ffmpeg_publish", port=50991, transport=transport)
+        publisher.publish("cam")
+        self.clock.advance(NAGLE_AFTER_PLAY * 10)
+        self.assertEqual(transport.no_delay_calls, [True])
 
-        protocol = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50999))
-        assert protocol is not None
-        transport = TCPish(peerAddress=IPv4Address("TCP", "127.0.0.1", 50999))
-        transport.protocol = protocol
-        protocol.makeConnection(transport)
-        self.assertIs(transport.no_delay, True)
+    def test_setup_timer_ends_with_the_connection(self) -> None:
+        """A player that leaves before the switch leaves no timer behind."""
+        self.publisher("cam")
+        player, transport = self.tcp_peer(50992)
+        player.play("cam")
+        player.transport.loseConnection()
+        self.clock.advance(NAGLE_AFTER_PLAY)
+        self.assertEqual(transport.no_delay_calls, [True])
+        self.assertEqual([c for c in self.clock.getDelayedCalls() if "_use_nagle" in repr(c)], [])
 
-    def test_tcp_nodelay_can_be_turned_off(self) -> None:
-        """``[rtmp] tcp_nodelay = false`` leaves Nagle on."""
+    def test_true_sets_no_delay_for_good(self) -> None:
+        """``tcp_nodelay = true``: set on connect and never cleared."""
+        self.factory.tcp_nodelay = True
+        self.publisher("cam")
+        player, transport = self.tcp_peer(50993)
+        player.play("cam")
+        self.clock.advance(NAGLE_AFTER_PLAY * 10)
+        self.assertEqual(transport.no_delay_calls, [True])
+
+    def test_false_leaves_nagle_on(self) -> None:
+        """``tcp_nodelay = false`` never touches the option (Nagle, as nginx-rtmp)."""
         self.factory.tcp_nodelay = False
-        protocol = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50998))
-        assert protocol is not None
-        transport = StringTransportWithDisconnection(
-            peerAddress=IPv4Address("TCP", "127.0.0.1", 50998)
-        )
-        calls: list[bool] = []
-        transport.setTcpNoDelay = calls.append  # type: ignore[attr-defined]
-        transport.protocol = protocol
-        protocol.makeConnection(transport)
-        self.assertEqual(calls, [])
+        self.publisher("cam")
+        player, transport = self.tcp_peer(50994)
+        player.play("cam")
+        self.clock.advance(NAGLE_AFTER_PLAY * 10)
+        self.assertEqual(transport.no_delay_calls, [])
