@@ -1125,20 +1125,19 @@ class NoDelayTests(ProtocolTestCase):
         self.assertEqual(transport.no_delay_calls, [True])
         self.assertEqual([c for c in self.clock.getDelayedCalls() if "_use_nagle" in repr(c)], [])
 
-    def test_true_sets_no_delay_for_good(self) -> None:
-        """``tcp_nodelay = true``: set on connect and never cleared."""
-        self.factory.tcp_nodelay = True
+    def calls_long_after_play(self, setting: bool) -> list[bool]:
+        """The ``setTcpNoDelay`` calls of a player ten switch delays into its play."""
+        self.factory.tcp_nodelay = setting
         self.publisher("cam")
         player, transport = self.tcp_peer(50993)
         player.play("cam")
         self.clock.advance(NAGLE_AFTER_PLAY * 10)
-        self.assertEqual(transport.no_delay_calls, [True])
+        return transport.no_delay_calls
+
+    def test_true_sets_no_delay_for_good(self) -> None:
+        """``tcp_nodelay = true``: set on connect and never cleared."""
+        self.assertEqual(self.calls_long_after_play(True), [True])
 
     def test_false_leaves_nagle_on(self) -> None:
         """``tcp_nodelay = false`` never touches the option (Nagle, as nginx-rtmp)."""
-        self.factory.tcp_nodelay = False
-        self.publisher("cam")
-        player, transport = self.tcp_peer(50994)
-        player.play("cam")
-        self.clock.advance(NAGLE_AFTER_PLAY * 10)
-        self.assertEqual(transport.no_delay_calls, [])
+        self.assertEqual(self.calls_long_after_play(False), [])
