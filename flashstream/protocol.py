@@ -375,7 +375,10 @@ class RTMPServerProtocol(Protocol):
         """Let the kernel join this player's small writes while one is
         unacknowledged: a player that only reads acknowledges at once, so
         this costs no latency, and a lazy reader gets fewer, larger segments
-        (less CPU per GB, ``docs/performance.rst``)."""
+        (less CPU per GB, ``docs/performance.rst``).  Right after the player
+        itself sends (an acknowledgement every window, a keep-alive answer)
+        its kernel delays its ACK and one message may wait for it; that is
+        why QoS no longer pings (:mod:`flashstream.tcpinfo`)."""
         if not self._dropped and self.connection is not None:
             self._set_no_delay(False)
 
