@@ -3,8 +3,8 @@ Soak: churn publishers and players on flashstream for a while and check that
 memory and open descriptors do not grow.
 
 Starts flashstream pinned to core 0 and, from one asyncio process on core 1,
-keeps starting and ending clients for ``--duration`` seconds (1500 by
-default: a 15-minute warm-up, then ten minutes measured): publishers of
+keeps starting and ending clients for ``--duration`` seconds (1800 by
+default: a 20-minute warm-up, then ten minutes measured): publishers of
 the 720p30 clip of ``bench/fanout.py`` on ``--streams`` names with random
 lifetimes, players joining and leaving those streams (at most
 ``--max-players`` at once; some play streams that have no publisher yet),
@@ -18,9 +18,9 @@ every client is closed and the server is given three seconds to settle, and a
 "quiet" sample is taken: those two are the before/after comparison.  The
 slope of RSS over the samples after warm-up, and over their second half, is
 printed too.  The warm-up is long because RSS keeps rising slowly under
-churn for a while before it levels off: in a 30-minute run it rose about
-1.5 MB between minutes 4 and 17 and was flat after (what grows there was
-not traced; ``docs/performance.rst``).  One JSON
+churn for a while before it levels off: in two runs it rose until about
+minute 17 and then stayed at 67.0-67.3 MB (150-second means; what grows
+there was not traced; ``docs/performance.rst``).  One JSON
 line goes to ``bench/results/soak-<UTC time>.jsonl``.
 """
 
@@ -252,13 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--duration", type=float, default=1500.0, help="seconds of churn, warm-up included"
+        "--duration", type=float, default=1800.0, help="seconds of churn, warm-up included"
     )
     parser.add_argument(
         "--warmup",
         type=float,
-        default=900.0,
-        help="seconds before 'before' (RSS settled after ~17 min of churn in a 30 min run)",
+        default=1200.0,
+        help="seconds before 'before' (RSS levelled off after ~17 min of churn in two runs)",
     )
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--streams", type=int, default=3)
