@@ -47,7 +47,7 @@ from .rtmp.limits import Limits
 from .rtmp.sharedobject import SharedObjectMessage
 from .sendqueue import HeldPieces, transport_held
 from .streams import NetStream
-from .tcpinfo import kernel_rtt_ms
+from .tcpinfo import kernel_rtt_ms, set_no_delay
 from .writethrough import can_write_through, nothing_queued, send_at_once, write_through
 
 CONNECTION_DONE = Failure(ConnectionDone())
@@ -305,7 +305,7 @@ class RTMPServerProtocol(Protocol):
         # Commands and their answers must not wait for the peer's delayed ACK
         # (Nagle); "setup" turns Nagle back on once media flows (_use_nagle).
         if factory.tcp_nodelay is not False:
-            self._set_no_delay(True)
+            set_no_delay(self.transport, True)
         self._timer = factory.reactor.callLater(factory.limits.handshake_timeout, self._tick)
 
     def dataReceived(self, data: bytes) -> None:
@@ -356,15 +356,6 @@ class RTMPServerProtocol(Protocol):
         self._log.info("Connection from {peer} closed", peer=self.peer)
         self.factory.connection_closed(self, self.host)
 
-    def _set_no_delay(self, enabled: bool) -> None:
-        """Set or clear TCP_NODELAY, on a transport that has it."""
-        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
-        if set_no_delay is not None:
-            try:
-                set_no_delay(enabled)
-            except OSError:
-                pass  # not a TCP socket after all (tests, pipes), or closed
-
     def _nagle_soon(self) -> None:
         """A play started: with ``tcp_nodelay = "setup"``, turn Nagle's
         algorithm on :data:`NAGLE_AFTER_PLAY` seconds from now."""
@@ -380,7 +371,7 @@ class RTMPServerProtocol(Protocol):
         its kernel delays its ACK and one message may wait for it; that is
         why QoS no longer pings (:mod:`flashstream.tcpinfo`)."""
         if not self._dropped and self.connection is not None:
-            self._set_no_delay(False)
+            set_no_delay(self.transport, False)
 
     # -- IPushProducer: the transport tells us when it is full ----------------
 

@@ -44,6 +44,7 @@ from zope.interface import implementer
 
 from .protocol import RTMPServerFactory, RTMPServerProtocol
 from .rtmp.tunnel import Command, SessionTable, TunnelLimits, TunnelSession
+from .tcpinfo import set_no_delay
 
 #: The first path segments RTMPT uses (mounted on the web root).
 SEGMENTS = ("fcs", "open", "send", "idle", "close")
@@ -471,9 +472,7 @@ class LoggingHTTPChannel(HTTPChannel):
     def connectionMade(self) -> None:
         """Send small answers at once (RTMPT polls are small request/response pairs)."""
         super().connectionMade()
-        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
-        if set_no_delay is not None:
-            set_no_delay(True)
+        set_no_delay(self.transport, True)
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         peer = self.transport.getPeer() if self.transport is not None else None

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_tcpinfo -*-
 """
-A connection's round-trip time from the kernel (Linux ``TCP_INFO``), with no traffic.
+A connection's round-trip time from the kernel (Linux ``TCP_INFO``), with no
+traffic; and :func:`set_no_delay` for its TCP_NODELAY option.
 
 QoS used to learn each client's RTT by sending it an RTMP PingRequest every
 few seconds.  The answer costs more than the reactor's time: a peer that has
@@ -25,7 +26,7 @@ import struct
 
 from twisted.internet import tcp
 
-__all__ = ["kernel_rtt_ms", "tcp_socket"]
+__all__ = ["kernel_rtt_ms", "set_no_delay", "tcp_socket"]
 
 _TCP_INFO = getattr(socket, "TCP_INFO", None)
 #: ``struct tcp_info`` is 8 one-byte fields, then ``__u32`` fields of which
@@ -50,6 +51,18 @@ def tcp_socket(transport: object) -> socket.socket | None:
         if current is None:
             return None
     return None
+
+
+def set_no_delay(transport: object, enabled: bool) -> None:
+    """Set or clear TCP_NODELAY through ``transport.setTcpNoDelay``, where the
+    transport has it (TCP, and TLS over TCP); an error (not a TCP socket
+    after all, or closed) is ignored."""
+    setter = getattr(transport, "setTcpNoDelay", None)
+    if setter is not None:
+        try:
+            setter(enabled)
+        except OSError:
+            pass
 
 
 def kernel_rtt_ms(transport: object) -> float | None:
